@@ -1,0 +1,300 @@
+"""The Z3 encoding: the model over symbolic state, and a spec's facts as constraints.
+
+This module and pvsmt.solve are the only ones that import z3.  The model
+functions (pvsmt.model) run here with Z3 terms: every `decide` folds into
+nested If terms, so one formula covers every vector, mode, vendor, guest kind,
+trap table and callback registration at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import z3
+
+from .model import AXIOMS, GUEST_AXIOMS, GuestOutcome, HwOutcome, hardware, xen_idt
+from .model.rules import Case
+from .spec import Fact, Spec, is_system
+from .vocab import GUEST_FIELDS, HW_FIELDS, KNOBS, TABLES, Domain, Label
+
+
+def _is_py(x) -> bool:
+    return isinstance(x, (bool, int))
+
+
+def _z3(x):
+    """A Python value as a Z3 term (ints through int(), never through a Label's name)."""
+    if isinstance(x, bool):
+        return z3.BoolVal(x)
+    if isinstance(x, int):
+        return z3.IntVal(int(x))
+    return x
+
+
+def _same(a, b) -> bool:
+    """Syntactic equality of two values, each a Python constant or a Z3 term."""
+    if _is_py(a) and _is_py(b):
+        return isinstance(a, bool) == isinstance(b, bool) and int(a) == int(b)
+    if _is_py(a) or _is_py(b):
+        return False
+    return a.eq(b)
+
+
+def in_domain(term, domain: Domain):
+    """The constraint that an Int term lies in `domain` (booleans need none)."""
+    if domain.boolean:
+        return True
+    if domain.enum is not None:
+        return z3.And(term >= 0, term < len(domain.enum))
+    lo = -1 if domain.optional else domain.lo
+    return z3.And(term >= lo, term <= domain.hi)
+
+
+class Z3Ops:
+    """The Ops of pvsmt.model.rules over Z3 terms.
+
+    Python constants fold away; rules named in `havoc` get a fresh, unconstrained
+    (but well-typed) outcome, to ask whether a verdict depends on them.
+    """
+
+    def __init__(self, havoc: frozenset[str] = frozenset()):
+        self.havoc = havoc
+        self.side: list = []       # domain constraints on fresh terms
+        self.used: set[str] = set()  # rules whose case is reachable syntactically
+        self._fresh = 0
+
+    def all(self, *xs):
+        if any(x is False for x in xs):
+            return False
+        rest = [x for x in xs if x is not True]
+        return True if not rest else rest[0] if len(rest) == 1 else z3.And(*rest)
+
+    def any(self, *xs):
+        if any(x is True for x in xs):
+            return True
+        rest = [x for x in xs if x is not False]
+        return False if not rest else rest[0] if len(rest) == 1 else z3.Or(*rest)
+
+    def not_(self, x):
+        return (not x) if isinstance(x, bool) else z3.Not(x)
+
+    def div(self, a, n):
+        return a // n if _is_py(a) else a / n
+
+    def mod(self, a, n):
+        return a % n if _is_py(a) else a % n
+
+    def ite(self, c, a, b):
+        if isinstance(c, bool):
+            return a if c else b
+        if _same(a, b):
+            return a
+        return z3.If(c, _z3(a), _z3(b))
+
+    def decide(self, *cases: Case):
+        live: list[Case] = []
+        for c in cases:
+            if c.when is False:
+                continue
+            live.append(c)
+            if c.when is True:
+                break
+        assert live and live[-1].when is True, "the last case of a decision must be True"
+        result = self._result(live[-1])
+        for c in reversed(live[:-1]):
+            result = self.merge(c.when, self._result(c), result)
+        return result
+
+    def _result(self, c: Case):
+        self.used.add(c.rule.name)
+        value = c.then()
+        return self.fresh(value, c.rule.name) if c.rule.name in self.havoc else value
+
+    def merge(self, cond, a, b):
+        """Field-wise If over two outcome records."""
+        changes = {}
+        for f in fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            changes[f.name] = x if _same(x, y) else z3.If(cond, _z3(x), _z3(y))
+        return replace(a, **changes)
+
+    def fresh(self, record, why: str):
+        """A record of fresh variables, each within its field's domain."""
+        self._fresh += 1
+        domains = HW_FIELDS if isinstance(record, HwOutcome) else GUEST_FIELDS
+        values = {}
+        for name, domain in domains.items():
+            var = z3.Int(f"havoc!{self._fresh}!{why}!{name}")
+            self.side.append(in_domain(var, domain))
+            values[name] = var
+        return type(record)(**values)
+
+
+class TableTerm:
+    """One field of a per-vector table (`idt.dpl`) as a function of a vector term.
+
+    Entries the spec fixes become constants; the others read an uninterpreted
+    function, whose every application is kept within the field's domain.
+    """
+
+    def __init__(self, table: str, field: str, domain: Domain, entries: list, ops: Z3Ops):
+        self.name = f"{table}.{field}"
+        self.domain = domain
+        self.ops = ops
+        self.entries = entries
+        self.segments = _runs(entries)
+        sort = z3.BoolSort() if domain.boolean else z3.IntSort()
+        self.uf = z3.Function(self.name, z3.IntSort(), sort)
+        self._cache: dict[int, object] = {}
+
+    def _free(self, v):
+        app = self.uf(_z3(v))
+        if not self.domain.boolean:
+            self.ops.side.append(in_domain(app, self.domain))
+        return app
+
+    def __call__(self, v):
+        if _is_py(v):
+            entry = self.entries[v] if 0 <= v < len(self.entries) else None
+            return entry if entry is not None else self._free(v)
+        key = v.get_id()
+        if key not in self._cache:
+            self._cache[key] = self._closed_form(v)
+        return self._cache[key]
+
+    def _closed_form(self, v):
+        (lo, hi, value), *rest = self.segments[::-1]
+        term = _z3(value) if value is not None else self._free(v)
+        for lo, hi, value in rest:
+            piece = _z3(value) if value is not None else self._free(v)
+            term = z3.If(v <= hi, piece, term)
+        return term
+
+
+def _runs(entries: list) -> list[tuple[int, int, object]]:
+    runs: list[tuple[int, int, object]] = []
+    for i, value in enumerate(entries):
+        if runs and _same_entry(runs[-1][2], value):
+            runs[-1] = (runs[-1][0], i, value)
+        else:
+            runs.append((i, i, value))
+    return runs
+
+
+def _same_entry(a, b) -> bool:
+    return a is None and b is None or (a is not None and b is not None and _same(a, b))
+
+
+class SymbolicState:
+    """A configuration as Z3 constants: one per knob, one table term per table field."""
+
+    def __init__(self, ops: Z3Ops, fixed: dict[str, object]):
+        self.ops = ops
+        self.vars: dict[str, object] = {}
+        for knob in KNOBS:
+            var = z3.Bool(knob.name) if knob.domain.boolean else z3.Int(knob.name)
+            self.vars[knob.name] = var
+            setattr(self, knob.attr, var)
+        self.tables = {
+            (t.name, f): TableTerm(t.name, f, d, [fixed.get(t.knob_name(v, f)) for v in range(256)], ops)
+            for t in TABLES for f, d in t.fields.items()
+        }
+
+    def idt(self, field: str, vector):
+        return self.tables[("idt", field)](vector)
+
+    def tt(self, field: str, vector):
+        return self.tables[("tt", field)](vector)
+
+
+class Encoding:
+    """A spec (plus --set overrides) as Z3 terms: constraints and both outcomes."""
+
+    def __init__(self, spec: Spec, overrides: dict[str, object] | None = None,
+                 havoc: frozenset[str] = frozenset()):
+        self.spec = spec
+        self.overrides = dict(overrides or {})
+        self.ops = Z3Ops(havoc)
+        facts = self._facts()
+        fixed = {name: fs[0].values[0] for name, fs in facts.items()
+                 if "." in name and name.split(".")[0] in ("idt", "tt")
+                 and len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
+        self.state = SymbolicState(self.ops, fixed)
+        self.guests = spec.has_guests
+        self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)
+        self.hw = hardware(self.state)
+        self.guest = xen_idt(self.state, self.hw) if self.guests else None
+
+    def _facts(self) -> dict[str, list[Fact]]:
+        """The spec's facts, with --set replacing system facts and adding to the others."""
+        facts = {name: list(fs) for name, fs in self.spec.facts.items()}
+        for name, value in self.overrides.items():
+            fact = Fact(name, (value,), where=None)
+            if is_system(name):
+                facts[name] = [fact]
+            else:
+                facts.setdefault(name, []).append(fact)
+        return facts
+
+    def _domains(self) -> list:
+        return [in_domain(self.state.vars[k.name], k.domain) for k in KNOBS if not k.domain.boolean]
+
+    def _axioms(self) -> list:
+        axioms = AXIOMS + (GUEST_AXIOMS if self.guests else ())
+        return [_z3(a.holds(self.state)) for a in axioms]
+
+    def _fact_constraints(self, facts: dict[str, list[Fact]], fixed: dict[str, object]) -> list:
+        out = []
+        env = Env(self)
+        for name, fs in facts.items():
+            if name in fixed or (name == "guest" and not self.guests):
+                continue  # fixed entries are constants; without guests the guest knobs mean nothing
+            term = self.term(name)
+            for f in fs:
+                allowed = self.ops.any(*(term == _z3(v) for v in f.values))
+                cond = f.when.eval(env) if f.when is not None else True
+                out.append(_z3(self.ops.any(self.ops.not_(cond), allowed)))
+        return out
+
+    def term(self, name: str):
+        """The Z3 term of a knob or table entry name (`vendor`, `tt.0x80.dpl`)."""
+        if name in self.state.vars:
+            return self.state.vars[name]
+        table, vector, field = name.split(".")
+        return self.state.tables[(table, field)](int(vector, 0))
+
+    def constraints(self) -> list:
+        """Every constraint, including the domain side conditions created so far."""
+        return self.base + list(self.ops.side)
+
+
+class Env:
+    """What an expression reads, over the Z3 encoding (see lang.expr.Env)."""
+
+    def __init__(self, enc: Encoding):
+        self.enc = enc
+        self.ops = enc.ops
+
+    def knob(self, name: str):
+        return self.enc.state.vars[name]
+
+    def table(self, table: str, field: str, index):
+        return self.enc.state.tables[(table, field)](index)
+
+    def outcome(self, layer: str, field: str):
+        record = self.enc.hw if layer == "hw" else self.enc.guest
+        return getattr(record, field)
+
+
+def value_of(term, domain: Domain, model: z3.ModelRef):
+    """A term's value in a model, as the Python value the concrete evaluator uses."""
+    if _is_py(term):
+        return term
+    value = model.eval(term, model_completion=True)
+    if domain.boolean:
+        return z3.is_true(value)
+    number = value.as_long()
+    return domain.enum(number) if domain.enum is not None else number
+
+
+__all__ = ["Encoding", "Env", "Label", "Z3Ops", "value_of"]

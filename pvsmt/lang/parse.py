@@ -1,0 +1,369 @@
+"""Reading .spec and .inv files (grammar.lark) into Spec and Invariant objects.
+
+Every error is an InputError located at file:line:column, with a message that
+says what was expected.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..errors import InputError, Location
+from ..spec import Fact, Spec
+from ..vocab import KNOB, TABLE, Delivery, Guest
+from . import expr as E
+
+_TERMINALS = {
+    "NAME": "a name", "ID": "a name", "NUMBER": "a number", "STRING": "a quoted string",
+    "COMPARE": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '<<'", "TABLE": "'idt' or 'tt'",
+    "$END": "end of file",
+}
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    grammar = (Path(__file__).parent / "grammar.lark").read_text()
+    return Lark(grammar, start=["start_spec", "start_inv", "start_expr"], parser="lalr",
+                propagate_positions=True, maybe_placeholders=False)
+
+
+def _expected(names) -> str:
+    shown = []
+    for n in sorted(names):
+        if n in _TERMINALS:
+            shown.append(_TERMINALS[n])
+            continue
+        try:
+            shown.append(repr(parser().get_terminal(n).pattern.value))
+        except KeyError:
+            shown.append(n)
+    return ", ".join(dict.fromkeys(shown))
+
+
+def parse_text(text: str, path: str, start: str) -> Tree:
+    try:
+        return parser().parse(text, start=start)
+    except UnexpectedInput as exc:
+        where = Location(path, exc.line if exc.line > 0 else 0, exc.column if exc.column > 0 else 0)
+        if isinstance(exc, UnexpectedToken):
+            if exc.token.type == "$END":
+                raise InputError(where, f"unexpected end of file; expected {_expected(exc.expected)}") from None
+            raise InputError(where, f"unexpected '{exc.token}'; expected {_expected(exc.expected)}") from None
+        if isinstance(exc, UnexpectedCharacters):
+            raise InputError(where, f"unexpected character {text[exc.pos_in_stream]!r}") from None
+        if isinstance(exc, UnexpectedEOF):
+            raise InputError(Location(path), f"unexpected end of file; expected {_expected(exc.expected)}") from None
+        raise InputError(where, str(exc).splitlines()[0]) from None
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise InputError(str(path), "is a directory, expected a file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read: {exc}") from None
+
+
+class Builder:
+    """Turns parse trees of one file into typed objects."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def at(self, node) -> Location:
+        meta = getattr(node, "meta", None)
+        if isinstance(node, Token):
+            return Location(self.path, node.line or 0, node.column or 0)
+        if meta is not None and not meta.empty:
+            return Location(self.path, meta.line, meta.column)
+        return Location(self.path)
+
+    def string(self, token: Token) -> str:
+        return ast.literal_eval(str(token))
+
+    # ---- expressions ---------------------------------------------------------
+    def expr(self, node, outcomes: bool = True) -> E.Expr:
+        where = self.at(node)
+        if isinstance(node, Token):
+            raise InputError(where, f"unexpected '{node}'")
+        kind = node.data
+        kids = node.children
+        if kind in ("start_expr",):
+            return self.expr(kids[0], outcomes)
+        if kind == "number":
+            return E.number(where, str(kids[0]))
+        if kind == "none":
+            return E.NoneLit(where)
+        if kind == "name":
+            return E.name(where, [str(k) for k in kids], outcomes)
+        if kind == "table_ref":
+            return E.table_ref(where, str(kids[0]), self.expr(kids[1], outcomes), str(kids[2]))
+        if kind == "table_word":  # `idt` as a word: the hardware event, not the table
+            return E.name(where, [str(kids[0])], outcomes)
+        if kind == "call":
+            return E.call(where, str(kids[0]), self.expr(kids[1], outcomes))
+        if kind == "compare":
+            return E.compare(where, str(kids[1]), self.expr(kids[0], outcomes), self.expr(kids[2], outcomes))
+        if kind == "arith":
+            return E.arith(where, str(kids[1]), self.expr(kids[0], outcomes), self.expr(kids[2], outcomes))
+        if kind in ("member", "not_member"):
+            items = [self.set_item(k, outcomes) for k in kids[1].children]
+            return E.member(where, self.expr(kids[0], outcomes), items, negate=kind == "not_member")
+        if kind in ("and_expr", "or_expr"):
+            return E.logic(where, kind[:-5], [self.expr(k, outcomes) for k in kids])
+        if kind == "not_":
+            return E.logic(where, "not", [self.expr(kids[0], outcomes)])
+        if kind == "implies":
+            return E.logic(where, "=>", [self.expr(kids[0], outcomes), self.expr(kids[1], outcomes)])
+        raise InputError(where, f"unexpected {kind}")
+
+    def set_item(self, node, outcomes: bool):
+        if isinstance(node, Tree) and node.data == "span":
+            return (self.expr(node.children[0], outcomes), self.expr(node.children[1], outcomes))
+        return self.expr(node, outcomes)
+
+    def condition(self, node, outcomes: bool = True) -> E.Expr:
+        return E.require_bool(self.expr(node, outcomes))
+
+
+# ---- specs --------------------------------------------------------------------
+
+class SpecLoader:
+    """Loads specs by path; `extends NAME` reads NAME.spec beside the child."""
+
+    def __init__(self):
+        self.cache: dict[Path, Spec] = {}
+        self.loading: list[Path] = []
+
+    def load(self, path: Path) -> Spec:
+        path = path.resolve() if path.exists() else path
+        if path in self.cache:
+            return self.cache[path]
+        if path in self.loading:
+            chain = " -> ".join(p.stem for p in self.loading + [path])
+            raise InputError(str(path), f"specs extend each other in a cycle: {chain}")
+        self.loading.append(path)
+        try:
+            spec = SpecBuilder(self, path).build(parse_text(read(path), str(path), "start_spec"))
+        finally:
+            self.loading.pop()
+        self.cache[path] = spec
+        return spec
+
+
+class SpecBuilder(Builder):
+    def __init__(self, loader: SpecLoader, path: Path):
+        super().__init__(str(path))
+        self.loader = loader
+        self.file = path
+
+    def build(self, tree: Tree) -> Spec:
+        name_tok, *rest = tree.children
+        title = ""
+        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+            title = self.string(rest.pop(0))
+        if str(name_tok) != self.file.stem:
+            raise InputError(self.at(name_tok), f"spec name '{name_tok}' does not match the file name "
+                                                f"'{self.file.name}' (specs are found by name)")
+        spec = Spec(name=str(name_tok), title=title, path=self.path)
+        for i, stmt in enumerate(rest):
+            getattr(self, stmt.data)(spec, stmt, first=i == 0)
+        return spec
+
+    def meta(self, nodes) -> tuple[tuple[str, ...], str]:
+        cites = tuple(self.string(n.children[0]) for n in nodes if n.data == "cite")
+        uncertain = " ".join(self.string(n.children[0]) for n in nodes if n.data == "uncertain")
+        return cites, uncertain
+
+    def extends(self, spec: Spec, node: Tree, first: bool):
+        if not first:
+            raise InputError(self.at(node), "'extends' must be the first statement of a spec")
+        parent_name = str(node.children[0])
+        parent_path = self.file.parent / f"{parent_name}.spec"
+        if not parent_path.exists():
+            raise InputError(self.at(node), f"no spec '{parent_name}' beside this one ({parent_path} not found)")
+        parent = self.loader.load(parent_path)
+        spec.delivery = parent.delivery
+        spec.facts = {k: list(v) for k, v in parent.facts.items()}
+        spec.defaults = {k: list(v) for k, v in parent.defaults.items()}
+        spec.parents = parent.parents + (parent.name,)
+
+    def delivery(self, spec: Spec, node: Tree, first: bool):
+        word = str(node.children[0])
+        try:
+            spec.delivery = Delivery.parse(word)
+        except ValueError as exc:
+            raise InputError(self.at(node.children[0]), f"unknown delivery '{word}': {exc}") from None
+        if spec.delivery is Delivery.FRED:
+            raise InputError(self.at(node.children[0]), "FRED delivery is not modelled yet (only 'idt')")
+
+    def knob(self, node: Tree):
+        name = ".".join(str(k) for k in node.children)
+        if name not in KNOB:
+            if name.split(".")[0] in TABLE:
+                raise InputError(self.at(node), f"'{name}': write table facts as "
+                                                f"'{name.split('.')[0]} VECTORS field=value'")
+            raise InputError(self.at(node), f"unknown knob '{name}'{E.suggest(name, KNOB)}")
+        return KNOB[name]
+
+    def value(self, knob_name: str, domain, node) -> object:
+        text = "none" if isinstance(node, Tree) and not node.children else str(node.children[0])
+        try:
+            return domain.parse(text)
+        except ValueError as exc:
+            raise InputError(self.at(node), f"bad value '{text}' for {knob_name}: {exc}") from None
+
+    def values(self, knob, node: Tree) -> tuple:
+        if node.data == "value_range":
+            lo, hi = (self.value(knob.name, knob.domain, Tree("value", [t], node.meta)) for t in node.children)
+            return tuple(range(lo, hi + 1))
+        if knob.name == "guest" and len(node.children) == 1 and not node.children[0].children:
+            return ()  # `set guest = none`: no PV guests, no Xen guest layer
+        return tuple(self.value(knob.name, knob.domain, v) for v in node.children)
+
+    def when(self, nodes) -> E.Expr | None:
+        conds = [n for n in nodes if isinstance(n, Tree) and n.data == "when"]
+        return self.condition(conds[0].children[0], outcomes=False) if conds else None
+
+    def set_fact(self, spec: Spec, node: Tree, first: bool):
+        knob_node, values_node, *rest = node.children
+        knob = self.knob(knob_node)
+        values = self.values(knob, values_node)
+        cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
+        spec.add(Fact(knob.name, values, self.at(node), self.when(rest), cites, uncertain))
+
+    def default_fact(self, spec: Spec, node: Tree, first: bool):
+        knob_node, value_node, *rest = node.children
+        knob = self.knob(knob_node)
+        value = self.value(knob.name, knob.domain, value_node)
+        cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
+        spec.add(Fact(knob.name, (value,), self.at(node), self.when(rest), cites, uncertain), default=True)
+
+    def table_rows(self, node: Tree):
+        table_tok, vectors, *rest = node.children
+        table = TABLE[str(table_tok)]
+        bounds = []
+        for tok in vectors.children:
+            v = int(str(tok), 0)
+            if not 0 <= v <= 255:
+                raise InputError(self.at(tok), f"vector {tok} is over 255")
+            bounds.append(v)
+        lo, hi = bounds[0], bounds[-1]
+        if lo > hi:
+            raise InputError(self.at(vectors), f"empty vector range {lo:#x}..{hi:#x}")
+        assigns = [n for n in rest if n.data == "assign"]
+        cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
+        for a in assigns:
+            field_name = str(a.children[0])
+            if field_name not in table.fields:
+                raise InputError(self.at(a), f"{table.name} has no field '{field_name}'; "
+                                             f"it has {', '.join(table.fields)}")
+            value = self.value(f"{table.name}.{field_name}", table.fields[field_name], a.children[1])
+            for v in range(lo, hi + 1):
+                yield Fact(table.knob_name(v, field_name), (value,), self.at(node), None, cites, uncertain)
+
+    def table_fact(self, spec: Spec, node: Tree, first: bool):
+        for fact in self.table_rows(node):
+            spec.add(fact)
+
+    def table_default(self, spec: Spec, node: Tree, first: bool):
+        for fact in self.table_rows(node):
+            spec.add(fact, default=True)
+
+
+# ---- invariants -----------------------------------------------------------------
+
+EXPECTS = ("proved", "refuted", "vacuous")
+
+
+@dataclass
+class Invariant:
+    name: str
+    where: Location
+    description: str = ""
+    specs: list[tuple[str, Location]] = field(default_factory=list)
+    cites: list[str] = field(default_factory=list)
+    assumes: list[E.Expr] = field(default_factory=list)
+    prove: E.Expr | None = None
+    expect: str | None = None
+    witness: E.Expr | None = None
+
+    @property
+    def guest_level(self) -> bool:
+        exprs = self.assumes + [self.prove] + ([self.witness] if self.witness else [])
+        return any(E.is_guest_level(e) for e in exprs)
+
+
+class InvariantBuilder(Builder):
+    def build(self, tree: Tree) -> list[Invariant]:
+        out: list[Invariant] = []
+        seen: dict[str, Location] = {}
+        for node in tree.children:
+            inv = self.invariant(node)
+            if inv.name in seen:
+                raise InputError(inv.where, f"invariant '{inv.name}' is already defined at {seen[inv.name]}")
+            seen[inv.name] = inv.where
+            out.append(inv)
+        return out
+
+    def invariant(self, node: Tree) -> Invariant:
+        name_tok, *fields_ = node.children
+        inv = Invariant(str(name_tok), self.at(node))
+        for f in fields_:
+            getattr(self, "field_" + f.data)(inv, f)
+        if inv.prove is None:
+            raise InputError(inv.where, f"invariant '{inv.name}' has no 'prove' clause")
+        if not inv.cites:
+            raise InputError(inv.where, f"invariant '{inv.name}' cites no source: add a 'cite \"...\"' line")
+        if inv.witness is not None and inv.expect != "refuted":
+            raise InputError(inv.witness.where, "'witness' needs 'expect refuted'")
+        return inv
+
+    def field_description(self, inv: Invariant, node: Tree):
+        inv.description = " ".join(self.string(s) for s in node.children)
+
+    def field_specs(self, inv: Invariant, node: Tree):
+        inv.specs.extend((str(t), self.at(t)) for t in node.children)
+
+    def field_cite(self, inv: Invariant, node: Tree):
+        inv.cites.append(self.string(node.children[0]))
+
+    def field_assume(self, inv: Invariant, node: Tree):
+        inv.assumes.append(self.condition(node.children[0]))
+
+    def field_prove(self, inv: Invariant, node: Tree):
+        if inv.prove is not None:
+            raise InputError(self.at(node), f"invariant '{inv.name}' has two 'prove' clauses; "
+                                            f"join them with 'and'")
+        inv.prove = self.condition(node.children[0])
+
+    def field_expect(self, inv: Invariant, node: Tree):
+        word = str(node.children[0])
+        if word not in EXPECTS:
+            raise InputError(self.at(node.children[0]), f"expect must be one of {', '.join(EXPECTS)}")
+        inv.expect = word
+
+    def field_witness(self, inv: Invariant, node: Tree):
+        inv.witness = self.condition(node.children[0])
+
+
+def load_invariants(path: Path) -> list[Invariant]:
+    return InvariantBuilder(str(path)).build(parse_text(read(path), str(path), "start_inv"))
+
+
+def parse_condition(text: str, where: str) -> E.Expr:
+    """An expression given on the command line (`--assume`)."""
+    b = Builder(where)
+    return b.condition(parse_text(text, where, "start_expr").children[0])
+
+
+__all__ = ["Invariant", "SpecLoader", "load_invariants", "parse_condition", "Guest"]

@@ -1,0 +1,198 @@
+"""Verdicts: proving an invariant against a spec with Z3, and replaying counterexamples.
+
+For each (invariant, spec) pair a fresh solver with a fixed seed answers two
+questions: can the assumptions hold at all (else: vacuous), and can they hold
+with the property false (else: proved).  A model is turned into a concrete
+configuration and replayed through the concrete evaluator before it is shown;
+a proof is re-checked with each reachable UNCERTAIN rule's outcome left free,
+to say which uncertain facts it relies on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import z3
+
+from .concrete import ConcreteEnv, Config, Evaluation, evaluate
+from .encode import Encoding, Env, value_of
+from .errors import ModelDisagreement
+from .lang.parse import Invariant
+from .model.rules import Rule
+from .spec import Spec
+from .vocab import KNOB, KNOBS, TABLE, Domain
+
+
+class Verdict(Enum):
+    """The closed set of answers, with their exit status; only PROVED is success."""
+
+    PROVED = ("proved", 0)
+    REFUTED = ("refuted", 1)
+    ERROR = ("error", 2)
+    UNKNOWN = ("unknown", 3)
+    VACUOUS = ("vacuous", 4)
+
+    @property
+    def label(self) -> str:
+        return self.value[0]
+
+    @property
+    def exit_code(self) -> int:
+        return self.value[1]
+
+
+#: Worst first: the exit status of a run is that of its worst verdict.
+SEVERITY = (Verdict.ERROR, Verdict.REFUTED, Verdict.UNKNOWN, Verdict.VACUOUS, Verdict.PROVED)
+
+
+def exit_code(verdicts) -> int:
+    present = set(verdicts)
+    return next((v.exit_code for v in SEVERITY if v in present), 0)
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    config: Config
+    evaluation: Evaluation
+    free: tuple[str, ...]  # knobs the spec leaves free (the rest were fixed by the spec)
+
+    @property
+    def uncertain(self) -> tuple[Rule, ...]:
+        return tuple(dict.fromkeys(s.rule for s in self.evaluation.trace if s.rule.uncertain))
+
+
+@dataclass(frozen=True)
+class Result:
+    invariant: Invariant
+    spec: Spec
+    verdict: Verdict
+    seconds: float
+    counterexample: Counterexample | None = None
+    reason: str = ""
+    relies_on: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Solver budget: rlimit is deterministic work, timeout is wall-clock (ms)."""
+
+    rlimit: int = 50_000_000
+    timeout_ms: int = 60_000
+    seed: int = 0
+
+
+def new_solver(limits: Limits) -> z3.Solver:
+    s = z3.SolverFor("QF_UFLIA")
+    s.set("random_seed", limits.seed)
+    if limits.rlimit:
+        s.set("rlimit", limits.rlimit)
+    if limits.timeout_ms:
+        s.set("timeout", limits.timeout_ms)
+    return s
+
+
+class Prover:
+    """Checks invariants against specs; encodings are built once per spec."""
+
+    def __init__(self, limits: Limits = Limits(), overrides: dict[str, object] | None = None):
+        self.limits = limits
+        self.overrides = dict(overrides or {})
+        self._encodings: dict[tuple[str, frozenset], Encoding] = {}
+
+    def encoding(self, spec: Spec, havoc: frozenset[str] = frozenset()) -> Encoding:
+        key = (spec.path, havoc)
+        if key not in self._encodings:
+            self._encodings[key] = Encoding(spec, self.overrides, havoc)
+        return self._encodings[key]
+
+    def check(self, inv: Invariant, spec: Spec) -> Result:
+        start = time.perf_counter()
+        verdict, extra = self._check(inv, spec)
+        return Result(inv, spec, verdict, time.perf_counter() - start, **extra)
+
+    def _check(self, inv: Invariant, spec: Spec):
+        if inv.guest_level and not spec.has_guests:
+            return Verdict.VACUOUS, dict(reason=f"spec {spec.name} has no PV guests (guest = none); "
+                                                f"the invariant is about the guest layer")
+        enc = self.encoding(spec)
+        solver, prop = self._pose(enc, inv)
+        answer = solver.check()
+        if answer == z3.unsat:
+            return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {spec.name}")
+        if answer == z3.unknown:
+            return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {solver.reason_unknown()}")
+        solver.add(z3.Not(prop))
+        answer = solver.check()
+        if answer == z3.unknown:
+            return Verdict.UNKNOWN, dict(reason=solver.reason_unknown())
+        if answer == z3.sat:
+            return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, solver.model()))
+        return self._relies(inv, spec, enc)
+
+    def _pose(self, enc: Encoding, inv: Invariant):
+        env = Env(enc)
+        assumes = [_z3b(a.eval(env)) for a in inv.assumes]
+        prop = _z3b(inv.prove.eval(env))
+        solver = new_solver(self.limits)
+        solver.add(*enc.constraints(), *assumes)
+        return solver, prop
+
+    def _relies(self, inv: Invariant, spec: Spec, enc: Encoding):
+        """A proof relies on an uncertain rule if it fails with that rule's outcome free."""
+        relies, unknown = [], []
+        for rule in uncertain_rules(enc):
+            henc = self.encoding(spec, frozenset({rule.name}))
+            solver, prop = self._pose(henc, inv)
+            solver.add(z3.Not(prop))
+            answer = solver.check()
+            if answer == z3.sat:
+                relies.append(rule)
+            elif answer == z3.unknown:
+                unknown.append(rule)
+        if unknown:
+            names = ", ".join(r.name for r in unknown)
+            return Verdict.UNKNOWN, dict(reason=f"proved, but could not decide whether it relies on "
+                                                f"uncertain rule(s) {names}")
+        return Verdict.PROVED, dict(relies_on=tuple(relies))
+
+    def _replay(self, enc: Encoding, inv: Invariant, model: z3.ModelRef) -> Counterexample:
+        config = config_from_model(enc, model)
+        evaluation = evaluate(config, guests=enc.guests)
+        env = ConcreteEnv(config, evaluation)
+        holds = all(a.eval(env) for a in inv.assumes)
+        violated = not inv.prove.eval(env)
+        if not (holds and violated):
+            raise ModelDisagreement(
+                f"{inv.name} against {enc.spec.name}: Z3 found a counterexample the concrete evaluator "
+                f"does not reproduce (assumptions hold: {holds}, property violated: {violated}); "
+                f"configuration: {sorted((k, v) for k, v in config.values.items())}")
+        return Counterexample(config, evaluation, free_knobs(enc.spec, self.overrides))
+
+
+def _z3b(x):
+    return z3.BoolVal(x) if isinstance(x, bool) else x
+
+
+def uncertain_rules(enc: Encoding) -> list[Rule]:
+    from .model import hardware as hw_rules, xen_idt as xen_rules
+    rules = [v for m in (hw_rules, xen_rules) for v in vars(m).values() if isinstance(v, Rule)]
+    return [r for r in rules if r.uncertain and r.name in enc.ops.used]
+
+
+def domain_of(name: str) -> Domain:
+    if name in KNOB:
+        return KNOB[name].domain
+    table, _, field = name.split(".")
+    return TABLE[table].fields[field]
+
+
+def config_from_model(enc: Encoding, model: z3.ModelRef) -> Config:
+    """The model as a concrete configuration; table entries are read on demand."""
+    values = {k.name: value_of(enc.state.vars[k.name], k.domain, model) for k in KNOBS}
+    return Config(values, fill=lambda name: value_of(enc.term(name), domain_of(name), model))
+
+
+def free_knobs(spec: Spec, overrides: dict) -> tuple[str, ...]:
+    return tuple(k.name for k in KNOBS if spec.fixed(k.name) is None and k.name not in overrides)
