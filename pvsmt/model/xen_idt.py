@@ -122,7 +122,7 @@ SYSENTER_ENTRY = R("xen.sysenter", "sysenter_entry: frame rip=0, cs=3; sysenter 
 TT_NULL = R("xen.bounce.null", "TT[{vector:#04x}] is null: the bounce has no target and the domain crashes",
             "Xen pv/traps.c L25-99 (pv_inject_event 'Unhandled'); x86_64/entry.S L629-634 "
             "(create_bounce_frame_bad_bounce_ip); compat/entry.S L317-323")
-BOUNCE = R("xen.bounce", "bounced through TT[{vector:#04x}]: {type} {kind}, error code {ec}",
+BOUNCE = R("xen.bounce", "bounced through TT[{vector:#04x}]: {type} {kind}, error code {ec:#x}",
            "Xen pv/traps.c L25-99 (pv_inject_event); x86_64/entry.S L539-641 (create_bounce_frame)")
 
 ENTRY_IDT = R("xen.idt", "Xen is entered through IDT[{vector:#04x}]", "Xen x86_64/entry.S L1273-1335 (bsp_idt)")

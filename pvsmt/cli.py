@@ -1,0 +1,148 @@
+"""The command line: `pvsmt prove` and `pvsmt explain`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, PvsmtError
+
+EXIT_CODES = """\
+exit status:
+  0  every check proved
+  1  some invariant refuted (a counterexample is shown)
+  2  bad input or usage (file:line: error: message), or an internal error
+  3  some check unknown (the solver gave up; its reason is shown)
+  4  some check vacuous (its assumptions cannot hold)
+  When verdicts differ, the worst decides, in the order 2, 1, 3, 4, 0.
+"""
+
+PROVE_HELP = """\
+Prove invariants (.inv files) against specs (.spec files).
+
+Each invariant names its specs (`specs xen`), found as specs/NAME.spec in the
+invariant's directory or a parent of it; --spec checks every invariant against
+the given spec files instead.  The table shows each (invariant, spec) pair:
+
+  proved    the property holds in every configuration the assumptions allow
+  refuted   a counterexample exists: shown below the table with its path
+  vacuous   the assumptions cannot hold (never counted as proved)
+  unknown   the solver gave up (its reason is shown)
+  error     pvsmt failed on this pair (a bug: please report it)
+"""
+
+EXPLAIN_HELP = """\
+Evaluate one concrete configuration and show what happens at the hardware and
+the Xen level, with the path through the rules and their sources.
+
+Names for --set (unset names take the spec's defaults; the output says which):
+  vendor=intel|amd  guest=pv64|pv32  guest_mode=kernel|user  mode=long64|compat
+  cpl=0..3  insn=int3|int_n|into|int1|callgate|syscall|sysenter|ud0|ud1|ud2|bound
+  vector=N (decimal or 0x hex)  prefix=none|legacy|rex  of=0|1  bound.in_range=0|1
+  gate.table=gdt|ldt  gate.index=N  gate.rpl=0..3  gate.in_limit=0|1
+  gate.present=0|1  gate.dpl=0..3
+  tt.N.present=0|1  tt.N.dpl=0..3  cb.syscall=0|1  cb.syscall32=0|1  cb.sysenter=0|1
+  debugger=0|1  sig_read_fault=0|1
+Spec facts, overridable for what-if questions:
+  idt.N.dpl=0..3  idt.N.present=0|1  idt.N.type=interrupt|trap
+  idt.N.entry=exception|int80|int82|irq  efer.sce=0|1  sysenter_cs=0|nonnull
+  gate_audit=0|1
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="pvsmt", description="Model checker for Xen's x86 PV traps and entrypoints ABI.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=_version())
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    prove = sub.add_parser("prove", help="prove invariants against specs", description=PROVE_HELP,
+                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    prove.add_argument("paths", nargs="*", metavar="PATH", default=["proofs"],
+                       help=".inv files or directories of them (default: proofs/)")
+    prove.add_argument("--spec", action="append", metavar="FILE", type=Path,
+                       help="check every invariant against this spec file (repeatable)")
+    prove.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                       help="fix a knob or override a spec fact in every check (what-if)")
+    prove.add_argument("-v", "--verbose", action="store_true",
+                       help="show every knob of a counterexample and the rule names")
+    prove.add_argument("--rlimit", type=int, default=50_000_000, metavar="N",
+                       help="Z3 resource limit per check: deterministic work budget (0: none)")
+    prove.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="wall-clock limit per check (0: none)")
+
+    explain = sub.add_parser("explain", help="evaluate one concrete configuration", description=EXPLAIN_HELP,
+                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    explain.add_argument("--spec", required=True, type=Path, metavar="FILE", help="the system (a .spec file)")
+    explain.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                         help="set a knob or override a spec fact (repeatable)")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of text")
+    explain.add_argument("-v", "--verbose", action="store_true", help="also show rule names")
+    return top
+
+
+def _version() -> str:
+    try:
+        import z3
+        return f"pvsmt {__version__} (z3 {z3.get_version_string()})"
+    except ImportError:  # pragma: no cover
+        return f"pvsmt {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except PvsmtError as exc:
+        print(f"pvsmt: internal error: {exc}", file=sys.stderr)
+        return 2
+
+
+def settings(args) -> dict[str, object]:
+    from .configure import parse_setting
+    out: dict[str, object] = {}
+    for arg in args.settings:
+        name, value = parse_setting(arg)
+        if name in out and out[name] != value:
+            raise InputError(f"--set {arg}", f"{name} is already set to another value")
+        out[name] = value
+    return out
+
+
+def cmd_explain(args) -> int:
+    from .concrete import evaluate
+    from .configure import resolve
+    from .lang.parse import SpecLoader
+    from . import report
+    spec = SpecLoader().load(args.spec)
+    resolved = resolve(spec, settings(args))
+    ev = evaluate(resolved.config, guests=spec.has_guests)
+    if args.json:
+        print(json.dumps(report.explain_json(spec, resolved, ev), indent=2))
+    else:
+        print(report.explain_text(spec, resolved, ev, args.verbose))
+    return 0
+
+
+def cmd_prove(args) -> int:
+    from .prove_run import run
+    return run(args, settings(args))
+
+
+COMMANDS = {"prove": cmd_prove, "explain": cmd_explain}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Finding invariant files and the specs they name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import InputError, Location
+from .lang.parse import Invariant, SpecLoader, load_invariants
+from .spec import Spec
+
+
+def invariant_files(paths: list[str]) -> list[Path]:
+    """The .inv files under `paths` (directories are searched recursively, sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("*.inv"))
+            if not found:
+                raise InputError(str(p), "no .inv files in this directory")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(str(p), "no such file or directory")
+    return files
+
+
+def find_spec(name: str, near: Path, where: Location) -> Path:
+    """specs/NAME.spec in the invariant's directory or the nearest parent that has it."""
+    for d in [near.resolve(), *near.resolve().parents, Path.cwd()]:
+        candidate = d / "specs" / f"{name}.spec"
+        if candidate.exists():
+            return candidate
+    raise InputError(where, f"no spec '{name}': specs/{name}.spec not found beside {near} or above it")
+
+
+def pairs(files: list[Path], spec_files: list[Path] | None, loader: SpecLoader) -> list[tuple[Invariant, Spec]]:
+    """Every (invariant, spec) pair to check, in file order."""
+    out: list[tuple[Invariant, Spec]] = []
+    given = [loader.load(p) for p in spec_files or []]
+    for f in files:
+        for inv in load_invariants(f):
+            if given:
+                out += [(inv, s) for s in given]
+                continue
+            if not inv.specs:
+                raise InputError(inv.where, f"invariant '{inv.name}' names no spec: add 'specs NAME' "
+                                            f"or run with --spec FILE")
+            out += [(inv, loader.load(find_spec(n, f.parent, w))) for n, w in inv.specs]
+    return out

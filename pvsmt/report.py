@@ -1,0 +1,251 @@
+"""Formatting: verdict tables, counterexamples and explanations in the SDM's and Xen's words.
+
+Pure functions from results to text or JSON-ready data; nothing here runs Z3.
+"""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from .concrete import Config, Evaluation
+from .model.outcome import GuestOutcome, HwOutcome
+from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
+                    Kind, Label, Source, Vendor)
+
+MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
+            10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
+            19: "#XM", 20: "#VE", 21: "#CP"}
+
+OPCODE = {Insn.INT3: "INT3 (CC)", Insn.INTO: "INTO (CE)", Insn.INT1: "INT1/ICEBP (F1)",
+          Insn.SYSCALL: "SYSCALL (0F 05)", Insn.SYSENTER: "SYSENTER (0F 34)", Insn.UD0: "UD0 (0F FF)",
+          Insn.UD1: "UD1 (0F B9)", Insn.UD2: "UD2 (0F 0B)", Insn.BOUND: "BOUND (62 /r)"}
+
+
+def exc(vector: int, error_code: int = NONE) -> str:
+    name = MNEMONIC.get(vector, f"vector {vector:#04x}")
+    return name if error_code == NONE else f"{name}({error_code:#x})"
+
+
+def hw_text(hw: HwOutcome) -> str:
+    if hw.event == HwEvent.IDT:
+        if hw.source == Source.SW_INT:
+            return f"INT {hw.vector:#04x} via IDT[{hw.vector:#04x}]"
+        return f"{exc(hw.vector, hw.error_code)} {hw.kind.label} via IDT[{hw.vector:#04x}]"
+    return {HwEvent.NONE: "no event", HwEvent.SYSCALL: f"SYSCALL via {hw.msr.label.upper()}",
+            HwEvent.SYSENTER: "SYSENTER via SYSENTER_EIP", HwEvent.CALL_GATE: "transfer through the call gate",
+            HwEvent.SHUTDOWN: "shutdown (triple fault)"}[hw.event]
+
+
+def guest_text(g: GuestOutcome | None) -> str:
+    if g is None:
+        return "(no guest layer)"
+    if g.event == GuestEvent.EXCEPTION:
+        what = f"SW_INT {g.vector:#04x}" if g.type == Source.SW_INT else exc(g.vector, g.error_code)
+        return f"{what} {g.kind.label} via TT[{g.vector:#04x}]"
+    if g.event == GuestEvent.CALLBACK:
+        return f"{g.callback.label} callback"
+    return g.event.label.replace("_", " ")
+
+
+def insn_text(config: Config) -> str:
+    insn = config.get("insn")
+    if insn == Insn.INT_N:
+        v = config.get("vector")
+        prefix = config.get("prefix")
+        extra = "" if prefix.label == "none" else f", {prefix.label} prefix"
+        return f"INT ${v:#04x} (CD {v:02x}{extra})"
+    if insn == Insn.CALLGATE:
+        table, index, rpl = config.get("gate.table"), config.get("gate.index"), config.get("gate.rpl")
+        sel = index * 8 + (4 if table.label == "ldt" else 0) + rpl
+        return f"far CALL via {table.label.upper()} selector {sel:#06x}"
+    text = OPCODE[insn]
+    if insn == Insn.INTO:
+        text += f", OF={int(config.get('of'))}"
+    if insn == Insn.BOUND:
+        text += ", index " + ("in range" if config.get("bound.in_range") else "out of range")
+    return text
+
+
+def who_text(config: Config, guests: bool) -> str:
+    mode = "64-bit code" if config.get("mode") == CodeMode.LONG64 else "compatibility mode"
+    vendor = "Intel-like" if config.get("vendor") == Vendor.INTEL else "AMD-like"
+    if not guests:
+        return f"{vendor} CPU, {mode}, CPL{config.get('cpl')}"
+    return (f"{vendor} CPU, {config.get('guest').label.upper()} guest in {config.get('guest_mode').label} mode, "
+            f"{mode}, CPL{config.get('cpl')}")
+
+
+def one_line(config: Config, ev: Evaluation, guests: bool) -> str:
+    """The table's counterexample summary."""
+    who = who_text(config, guests).replace(" CPU,", ",").replace(" guest in", "").replace(" mode,", ",")
+    end = guest_text(ev.guest) if guests else hw_text(ev.hw)
+    return f"{insn_text(config)} [{who}]: {hw_text(ev.hw)} -> {end}" if guests else \
+        f"{insn_text(config)} [{who}]: {end}"
+
+
+# ---- configurations ----------------------------------------------------------------
+
+def _domain(name: str):
+    return KNOB[name].domain if name in KNOB else TABLE[name.split(".")[0]].fields[name.split(".")[2]]
+
+
+def value_text(name: str, value) -> str:
+    return _domain(name).format(value)
+
+
+def config_lines(config: Config, names, source: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """`names` (knobs and table entries) as (label, text) rows, tables grouped per vector."""
+    rows, tables = [], {}
+    for name in names:
+        head, *rest = name.split(".")
+        mark = " (default)" if source and source.get(name) == "default" else ""
+        if head in TABLE and len(rest) == 2:
+            tables.setdefault((head, rest[0]), []).append(f"{rest[1]}={value_text(name, config.get(name))}{mark}")
+        else:
+            rows.append((name, value_text(name, config.get(name)) + mark))
+    for (head, vector), parts in tables.items():
+        label = f"IDT[{vector}]" if head == "idt" else f"TT[{vector}]"
+        rows.append((label, ", ".join(parts)))
+    return rows
+
+
+def relevant(ev: Evaluation, also=()) -> list[str]:
+    """Names read on the path, then any others the invariant reads, in a stable order."""
+    names = list(ev.reads)
+    names += [n for n in also if n in KNOB and n not in names]
+    order = {k: i for i, k in enumerate(KNOB)}
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
+def trace_lines(ev: Evaluation, verbose: bool = False) -> list[str]:
+    out = []
+    for i, step in enumerate(ev.trace, 1):
+        tag = f"[{step.rule.layer}]"
+        name = f" ({step.rule.name})" if verbose else ""
+        out.append(f"{i:>3}. {tag:<5} {step.text}{name}")
+        out.append(f"{'':>11}source: {step.rule.cite}")
+        if step.rule.uncertain:
+            out.append(f"{'':>11}UNCERTAIN: {step.rule.uncertain}")
+    return out
+
+
+def counterexample_text(cex, inv_names=(), verbose: bool = False) -> list[str]:
+    ev: Evaluation = cex.evaluation
+    guests = ev.guest is not None
+    names = [k for k in KNOB if k in cex.config.values] if verbose else relevant(ev, inv_names)
+    lines = ["  configuration:", f"    {who_text(cex.config, guests)}", f"    executes {insn_text(cex.config)}"]
+    width = max((len(label) for label, _ in config_lines(cex.config, names)), default=0)
+    lines += [f"    {label:<{width}}  {text}" for label, text in config_lines(cex.config, names)]
+    lines += ["  outcome:", f"    hardware: {hw_text(ev.hw)}"]
+    if guests:
+        lines.append(f"    guest:    {guest_text(ev.guest)}")
+    lines += ["  path:"] + ["  " + line for line in trace_lines(ev, verbose)]
+    for rule in cex.uncertain:
+        lines.append(f"  NOTE: this counterexample depends on an UNCERTAIN fact: {rule.uncertain}")
+    return lines
+
+
+# ---- prove -------------------------------------------------------------------------------
+
+def results_table(results) -> str:
+    rows = []
+    for r in results:
+        summary = r.reason
+        if r.counterexample is not None:
+            summary = one_line(r.counterexample.config, r.counterexample.evaluation, r.spec.has_guests)
+        elif r.relies_on:
+            summary = "relies on UNCERTAIN: " + "; ".join(x.name for x in r.relies_on)
+        rows.append((r.invariant.name, r.spec.name, r.verdict.label, f"{r.seconds:.3f}s", summary))
+    return tabulate(rows, headers=("invariant", "spec", "verdict", "time", "counterexample / note"))
+
+
+def details(results, verbose: bool = False) -> list[str]:
+    out = []
+    for r in results:
+        head = f"{r.invariant.where}: {r.invariant.name} [{r.spec.name}]: {r.verdict.label}"
+        if r.counterexample is not None:
+            out += ["", head]
+            if r.invariant.description:
+                out.append(f"  invariant: {r.invariant.description}")
+            out += counterexample_text(r.counterexample, _invariant_names(r.invariant), verbose)
+        elif r.reason:
+            out += ["", f"{head}: {r.reason}"]
+        elif r.relies_on:
+            out += ["", f"{head}, relying on UNCERTAIN facts:"]
+            out += [f"  - {x.name}: {x.uncertain} ({x.cite})" for x in r.relies_on]
+    return out
+
+
+def _invariant_names(inv) -> set[str]:
+    exprs = inv.assumes + [inv.prove]
+    return set().union(*(e.names() for e in exprs))
+
+
+def summary(results, seconds: float) -> str:
+    counts = {}
+    for r in results:
+        counts[r.verdict.label] = counts.get(r.verdict.label, 0) + 1
+    parts = [f"{n} {label}" for label, n in counts.items()]
+    return f"{len(results)} checks: {', '.join(parts) or 'none'} in {seconds:.2f}s"
+
+
+# ---- explain -------------------------------------------------------------------------------
+
+def _json_value(domain, value):
+    if isinstance(value, Label):
+        return None if value.name == "NONE" else value.label
+    if isinstance(value, bool):
+        return int(value)
+    return None if domain.optional and value == NONE else value
+
+
+def outcome_json(record, fields) -> dict:
+    return {name: _json_value(domain, getattr(record, name)) for name, domain in fields.items()}
+
+
+def hardware_json(hw: HwOutcome) -> dict:
+    out = outcome_json(hw, HW_FIELDS)
+    if hw.event != HwEvent.IDT:
+        out["gate_type"] = None  # no gate was used
+    return out
+
+
+def explain_json(spec, resolved, ev: Evaluation) -> dict:
+    names = relevant(ev, [n for n, s in resolved.source.items() if s == "set"])
+    guest = None
+    if ev.guest is not None:
+        guest = outcome_json(ev.guest, GUEST_FIELDS)
+        if ev.guest.kind == Kind.NONE:
+            guest["kind"] = None
+    return {
+        "spec": spec.name,
+        "config": {n: _json_value(_domain(n), resolved.config.get(n)) for n in names},
+        "defaulted": [n for n in names if resolved.source.get(n) == "default"],
+        "hardware": hardware_json(ev.hw),
+        "guest": guest,
+        "trace": [{"layer": s.rule.layer, "rule": s.rule.name, "text": s.text, "source": s.rule.cite,
+                   "uncertain": s.rule.uncertain or None} for s in ev.trace],
+        "uncertain": [s.rule.uncertain for s in ev.trace if s.rule.uncertain],
+    }
+
+
+def explain_text(spec, resolved, ev: Evaluation, verbose: bool = False) -> str:
+    source = resolved.source
+    names = relevant(ev, [n for n, s in source.items() if s == "set"])
+    rows = config_lines(resolved.config, names, source)
+    width = max((len(label) for label, _ in rows), default=0)
+    guests = ev.guest is not None
+    lines = [f"spec: {spec.name} ({spec.path}): {spec.title}", "configuration:",
+             f"  {who_text(resolved.config, guests)}", f"  executes {insn_text(resolved.config)}"]
+    lines += [f"  {label:<{width}}  {text}" for label, text in rows]
+    lines += ["outcome:", f"  hardware: {hw_text(ev.hw)}"]
+    if guests:
+        lines.append(f"  guest:    {guest_text(ev.guest)}")
+    lines += ["path:"] + trace_lines(ev, verbose)
+    defaulted = [n for n in names if source.get(n) == "default"]
+    others = len(resolved.defaulted()) - len(defaulted)
+    if defaulted:
+        lines.append(f"defaulted (the spec's defaults; change with --set): {', '.join(defaulted)}")
+    if others:
+        lines.append(f"({others} other names not read on this path also took the spec's defaults)")
+    return "\n".join(lines)
