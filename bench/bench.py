@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Benchmark: `pvsmt prove proofs/` against two baselines measured in the same run.
+
+  1. bare start-up: a fresh `python -c "import z3"` (the floor of any run);
+  2. exhaustive concrete enumeration of the finite hardware-level space under
+     Xen's IDT (every vendor, code mode, CPL, EFER.SCE, SYSENTER_CS, instruction,
+     INT vector, prefix form, OF, BOUND range and call-gate shape), run through
+     the concrete evaluator, which is what a brute-force checker would do for
+     one fixed IDT and no guest layer at all.
+
+Prints medians of --repeat runs (wall-clock) and the ratios.  Ratios, not
+seconds, are what to compare across machines.
+
+Usage: python bench/bench.py [--repeat N] [--proofs DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pvsmt.concrete import Config, broken_axioms, evaluate  # noqa: E402
+from pvsmt.configure import resolve  # noqa: E402
+from pvsmt.lang.parse import SpecLoader  # noqa: E402
+from pvsmt.vocab import CodeMode, GateTable, Insn, Prefix, SysenterCS, Vendor  # noqa: E402
+
+
+def wall(cmd: list[str], repeat: int) -> tuple[float, int]:
+    times, code = [], 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        code = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), code
+
+
+def variants(insn: Insn, mode: CodeMode):
+    """The instruction-specific knobs: every value that matters to the CPU."""
+    if insn == Insn.INT_N:
+        prefixes = list(Prefix) if mode == CodeMode.LONG64 else [Prefix.NONE, Prefix.LEGACY]
+        for vector, prefix in itertools.product(range(256), prefixes):
+            yield {"vector": vector, "prefix": prefix}
+    elif insn == Insn.INTO:
+        yield from ({"of": of} for of in (False, True))
+    elif insn == Insn.BOUND:
+        yield from ({"bound.in_range": r} for r in (False, True))
+    elif insn == Insn.CALLGATE:
+        for t, i, rpl, lim, p, d in itertools.product(GateTable, (0, 1), range(4), (False, True),
+                                                      (False, True), range(4)):
+            yield {"gate.table": t, "gate.index": i, "gate.rpl": rpl, "gate.in_limit": lim,
+                   "gate.present": p, "gate.dpl": d}
+    else:
+        yield {}
+
+
+def enumerate_hardware() -> int:
+    """Evaluate every hardware-level configuration under Xen's IDT; returns the count."""
+    spec = SpecLoader().load(ROOT / "specs" / "xen.spec")
+    base = dict(resolve(spec, {}).config.values)
+    count = 0
+    for vendor, mode, cpl, sce, cs, insn in itertools.product(
+            Vendor, CodeMode, range(4), (False, True), SysenterCS, Insn):
+        fixed = {"vendor": vendor, "mode": mode, "cpl": cpl, "efer.sce": sce, "sysenter_cs": cs, "insn": insn,
+                 "prefix": Prefix.NONE}
+        for extra in variants(insn, mode):
+            config = Config({**base, **fixed, **extra})
+            if broken_axioms(config, guests=False):
+                continue
+            evaluate(config, guests=False)
+            count += 1
+    return count
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (median is reported)")
+    ap.add_argument("--proofs", default="proofs", help="the invariants to prove")
+    args = ap.parse_args()
+
+    startup, _ = wall([sys.executable, "-c", "import z3"], args.repeat)
+    prove, code = wall([sys.executable, "-m", "pvsmt", "prove", args.proofs], args.repeat)
+    start = time.perf_counter()
+    count = enumerate_hardware()
+    brute = time.perf_counter() - start
+
+    print(f"python + import z3           {startup:8.3f} s")
+    print(f"pvsmt prove {args.proofs:<16} {prove:8.3f} s   (exit {code})")
+    print(f"  solver work beyond start-up{prove - startup:8.3f} s")
+    print(f"concrete enumeration         {brute:8.3f} s   ({count} hardware-level configurations, one IDT)")
+    print(f"ratio prove / start-up       {prove / startup:8.2f}")
+    print(f"ratio prove / enumeration    {prove / brute:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
