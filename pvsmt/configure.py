@@ -72,9 +72,11 @@ def resolve(spec: Spec, settings: dict[str, object]) -> Resolved:
     _check_applicable(spec, settings)
     values = dict(settings)
     source = {n: "set" for n in settings}
-    pending = [n for n in all_names(spec) if n not in values]
+    names = all_names(spec)
+    known = set(names)
+    pending = [n for n in names if n not in values]
     while pending:
-        left = [n for n in pending if not _settle(spec, n, values, source, settings)]
+        left = [n for n in pending if not _settle(spec, n, values, source, known)]
         if len(left) == len(pending):
             raise InputError(spec.path, f"no value for {left[0]}: give --set {left[0]}=...")
         pending = left
@@ -95,6 +97,11 @@ def _check_applicable(spec: Spec, settings: dict[str, object]) -> None:
                                               f"'{name}' does not apply")
 
 
+def _applicable(facts: list[Fact], known: set[str]) -> list[Fact]:
+    """Facts whose condition reads only names the spec has (others can never hold)."""
+    return [f for f in facts if f.when is None or f.when.names() <= known]
+
+
 def _ready(facts: list[Fact], values: dict) -> bool:
     return all(f.when is None or f.when.names() <= values.keys() for f in facts)
 
@@ -103,16 +110,16 @@ def _holds(fact: Fact, values: dict) -> bool:
     return fact.when is None or bool(fact.when.eval(ConcreteEnv(Config(values))))
 
 
-def _settle(spec: Spec, name: str, values: dict, source: dict, settings: dict) -> bool:
+def _settle(spec: Spec, name: str, values: dict, source: dict, known: set[str]) -> bool:
     """Try to give `name` its spec or default value; False if its conditions must wait."""
-    facts = spec.facts.get(name, [])
+    facts = _applicable(spec.facts.get(name, []), known)
     if not _ready(facts, values):
         return False
     fixed = [f for f in facts if _holds(f, values) and len(f.values) == 1]
     if fixed:
         values[name], source[name] = fixed[-1].values[0], "spec"
         return True
-    defaults = spec.defaults.get(name, [])
+    defaults = _applicable(spec.defaults.get(name, []), known)
     if not _ready(defaults, values):
         return False
     chosen = [f for f in defaults if _holds(f, values)]

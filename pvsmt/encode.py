@@ -22,12 +22,12 @@ def _is_py(x) -> bool:
     return isinstance(x, (bool, int))
 
 
-def _z3(x):
+def _z3(x, ctx: z3.Context):
     """A Python value as a Z3 term (ints through int(), never through a Label's name)."""
     if isinstance(x, bool):
-        return z3.BoolVal(x)
+        return z3.BoolVal(x, ctx)
     if isinstance(x, int):
-        return z3.IntVal(int(x))
+        return z3.IntVal(int(x), ctx)
     return x
 
 
@@ -57,9 +57,10 @@ class Z3Ops:
     (but well-typed) outcome, to ask whether a verdict depends on them.
     """
 
-    def __init__(self, havoc: frozenset[str] = frozenset()):
+    def __init__(self, ctx: z3.Context, havoc: frozenset[str] = frozenset()):
+        self.ctx = ctx
         self.havoc = havoc
-        self.side: list = []       # domain constraints on fresh terms
+        self.side: list = []       # domain constraints on havoc variables
         self.used: set[str] = set()  # rules whose case is reachable syntactically
         self._fresh = 0
 
@@ -89,7 +90,7 @@ class Z3Ops:
             return a if c else b
         if _same(a, b):
             return a
-        return z3.If(c, _z3(a), _z3(b))
+        return z3.If(c, _z3(a, self.ctx), _z3(b, self.ctx))
 
     def decide(self, *cases: Case):
         live: list[Case] = []
@@ -115,7 +116,7 @@ class Z3Ops:
         changes = {}
         for f in fields(a):
             x, y = getattr(a, f.name), getattr(b, f.name)
-            changes[f.name] = x if _same(x, y) else z3.If(cond, _z3(x), _z3(y))
+            changes[f.name] = x if _same(x, y) else z3.If(cond, _z3(x, self.ctx), _z3(y, self.ctx))
         return replace(a, **changes)
 
     def fresh(self, record, why: str):
@@ -124,7 +125,7 @@ class Z3Ops:
         domains = HW_FIELDS if isinstance(record, HwOutcome) else GUEST_FIELDS
         values = {}
         for name, domain in domains.items():
-            var = z3.Int(f"havoc!{self._fresh}!{why}!{name}")
+            var = z3.Int(f"havoc!{self._fresh}!{why}!{name}", self.ctx)
             self.side.append(in_domain(var, domain))
             values[name] = var
         return type(record)(**values)
@@ -133,25 +134,29 @@ class Z3Ops:
 class TableTerm:
     """One field of a per-vector table (`idt.dpl`) as a function of a vector term.
 
-    Entries the spec fixes become constants; the others read an uninterpreted
-    function, whose every application is kept within the field's domain.
+    Entries the spec fixes become constants.  A free entry reads uninterpreted
+    functions from vectors to bits (a DPL is 2*b1(v) + b0(v)), so every value is
+    in the field's domain by construction: no side constraint, whatever reads it.
     """
 
-    def __init__(self, table: str, field: str, domain: Domain, entries: list, ops: Z3Ops):
+    def __init__(self, table: str, field: str, domain: Domain, entries: list, ctx: z3.Context):
         self.name = f"{table}.{field}"
         self.domain = domain
-        self.ops = ops
+        self.ctx = ctx
         self.entries = entries
         self.segments = _runs(entries)
-        sort = z3.BoolSort() if domain.boolean else z3.IntSort()
-        self.uf = z3.Function(self.name, z3.IntSort(), sort)
+        size = 2 if domain.boolean else len(domain.values())
+        nbits = max(1, (size - 1).bit_length())
+        assert domain.boolean or (domain.lo == 0 and size == 2 ** nbits), f"{self.name}: not a power of two"
+        self.bits = [z3.Function(f"{self.name}!{i}", z3.IntSort(ctx), z3.BoolSort(ctx)) for i in range(nbits)]
         self._cache: dict[int, object] = {}
 
     def _free(self, v):
-        app = self.uf(_z3(v))
-        if not self.domain.boolean:
-            self.ops.side.append(in_domain(app, self.domain))
-        return app
+        index = _z3(v, self.ctx)
+        if self.domain.boolean:
+            return self.bits[0](index)
+        return z3.Sum([z3.If(b(index), z3.IntVal(2 ** i, self.ctx), z3.IntVal(0, self.ctx))
+                       for i, b in enumerate(self.bits)])
 
     def __call__(self, v):
         if _is_py(v):
@@ -164,9 +169,9 @@ class TableTerm:
 
     def _closed_form(self, v):
         (lo, hi, value), *rest = self.segments[::-1]
-        term = _z3(value) if value is not None else self._free(v)
+        term = _z3(value, self.ctx) if value is not None else self._free(v)
         for lo, hi, value in rest:
-            piece = _z3(value) if value is not None else self._free(v)
+            piece = _z3(value, self.ctx) if value is not None else self._free(v)
             term = z3.If(v <= hi, piece, term)
         return term
 
@@ -190,13 +195,14 @@ class SymbolicState:
 
     def __init__(self, ops: Z3Ops, fixed: dict[str, object]):
         self.ops = ops
+        ctx = ops.ctx
         self.vars: dict[str, object] = {}
         for knob in KNOBS:
-            var = z3.Bool(knob.name) if knob.domain.boolean else z3.Int(knob.name)
+            var = z3.Bool(knob.name, ctx) if knob.domain.boolean else z3.Int(knob.name, ctx)
             self.vars[knob.name] = var
             setattr(self, knob.attr, var)
         self.tables = {
-            (t.name, f): TableTerm(t.name, f, d, [fixed.get(t.knob_name(v, f)) for v in range(256)], ops)
+            (t.name, f): TableTerm(t.name, f, d, [fixed.get(t.knob_name(v, f)) for v in range(256)], ctx)
             for t in TABLES for f, d in t.fields.items()
         }
 
@@ -211,10 +217,11 @@ class Encoding:
     """A spec (plus --set overrides) as Z3 terms: constraints and both outcomes."""
 
     def __init__(self, spec: Spec, overrides: dict[str, object] | None = None,
-                 havoc: frozenset[str] = frozenset()):
+                 havoc: frozenset[str] = frozenset(), ctx: z3.Context | None = None):
         self.spec = spec
         self.overrides = dict(overrides or {})
-        self.ops = Z3Ops(havoc)
+        self.ctx = ctx or z3.Context()
+        self.ops = Z3Ops(self.ctx, havoc)
         facts = self._facts()
         fixed = {name: fs[0].values[0] for name, fs in facts.items()
                  if "." in name and name.split(".")[0] in ("idt", "tt")
@@ -241,7 +248,7 @@ class Encoding:
 
     def _axioms(self) -> list:
         axioms = AXIOMS + (GUEST_AXIOMS if self.guests else ())
-        return [_z3(a.holds(self.state)) for a in axioms]
+        return [_z3(a.holds(self.state), self.ctx) for a in axioms]
 
     def _fact_constraints(self, facts: dict[str, list[Fact]], fixed: dict[str, object]) -> list:
         out = []
@@ -251,9 +258,9 @@ class Encoding:
                 continue  # fixed entries are constants; without guests the guest knobs mean nothing
             term = self.term(name)
             for f in fs:
-                allowed = self.ops.any(*(term == _z3(v) for v in f.values))
+                allowed = self.ops.any(*(term == _z3(v, self.ctx) for v in f.values))
                 cond = f.when.eval(env) if f.when is not None else True
-                out.append(_z3(self.ops.any(self.ops.not_(cond), allowed)))
+                out.append(_z3(self.ops.any(self.ops.not_(cond), allowed), self.ctx))
         return out
 
     def term(self, name: str):
@@ -264,8 +271,12 @@ class Encoding:
         return self.state.tables[(table, field)](int(vector, 0))
 
     def constraints(self) -> list:
-        """Every constraint, including the domain side conditions created so far."""
+        """Every constraint: domains, axioms, spec facts, havoc variables' domains."""
         return self.base + list(self.ops.side)
+
+    def boolean(self, x):
+        """An expression's value as a Z3 Bool of this encoding's context."""
+        return _z3(x, self.ctx)
 
 
 class Env:

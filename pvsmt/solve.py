@@ -83,8 +83,8 @@ class Limits:
     seed: int = 0
 
 
-def new_solver(limits: Limits) -> z3.Solver:
-    s = z3.SolverFor("QF_UFLIA")
+def new_solver(limits: Limits, ctx: z3.Context) -> z3.Solver:
+    s = z3.SolverFor("QF_UFLIA", ctx=ctx)
     s.set("random_seed", limits.seed)
     if limits.rlimit:
         s.set("rlimit", limits.rlimit)
@@ -100,11 +100,12 @@ class Prover:
         self.limits = limits
         self.overrides = dict(overrides or {})
         self._encodings: dict[tuple[str, frozenset], Encoding] = {}
+        self.ctx = z3.Context()  # one per prover: a run does not depend on earlier runs
 
     def encoding(self, spec: Spec, havoc: frozenset[str] = frozenset()) -> Encoding:
         key = (spec.path, havoc)
         if key not in self._encodings:
-            self._encodings[key] = Encoding(spec, self.overrides, havoc)
+            self._encodings[key] = Encoding(spec, self.overrides, havoc, self.ctx)
         return self._encodings[key]
 
     def check(self, inv: Invariant, spec: Spec) -> Result:
@@ -133,9 +134,9 @@ class Prover:
 
     def _pose(self, enc: Encoding, inv: Invariant):
         env = Env(enc)
-        assumes = [_z3b(a.eval(env)) for a in inv.assumes]
-        prop = _z3b(inv.prove.eval(env))
-        solver = new_solver(self.limits)
+        assumes = [enc.boolean(a.eval(env)) for a in inv.assumes]
+        prop = enc.boolean(inv.prove.eval(env))
+        solver = new_solver(self.limits, enc.ctx)
         solver.add(*enc.constraints(), *assumes)
         return solver, prop
 
@@ -169,10 +170,6 @@ class Prover:
                 f"does not reproduce (assumptions hold: {holds}, property violated: {violated}); "
                 f"configuration: {sorted((k, v) for k, v in config.values.items())}")
         return Counterexample(config, evaluation, free_knobs(enc.spec, self.overrides))
-
-
-def _z3b(x):
-    return z3.BoolVal(x) if isinstance(x, bool) else x
 
 
 def uncertain_rules(enc: Encoding) -> list[Rule]:
