@@ -132,6 +132,14 @@ class Prover:
             return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, solver.model()))
         return self._relies(inv, spec, enc)
 
+    def violations_satisfy(self, inv: Invariant, spec: Spec, witness) -> bool | None:
+        """Does every counterexample satisfy `witness`?  None when the solver cannot tell."""
+        enc = self.encoding(spec)
+        solver, prop = self._pose(enc, inv)
+        solver.add(z3.Not(prop), z3.Not(enc.boolean(witness.eval(Env(enc)))))
+        answer = solver.check()
+        return None if answer == z3.unknown else answer == z3.unsat
+
     def _pose(self, enc: Encoding, inv: Invariant):
         env = Env(enc)
         assumes = [enc.boolean(a.eval(env)) for a in inv.assumes]

@@ -244,3 +244,12 @@ def test_explain_text_says_what_was_defaulted(capsys):
     assert code == 0
     assert "#OF trap via TT[0x04]" in out
     assert "defaulted (the spec's defaults; change with --set):" in out
+
+
+def test_same_output_across_processes(tmp_path):
+    f = inv(tmp_path, "insn in {callgate, int_n, sysenter}", "guest.event == exception")
+    runs = [subprocess.run([sys.executable, "-m", "pvsmt", "prove", str(f)], capture_output=True, text=True)
+            for _ in range(2)]
+    mask = lambda s: re.sub(r"\d+\.\d+s", "T", s)  # noqa: E731
+    assert runs[0].returncode == runs[1].returncode == 1
+    assert mask(runs[0].stdout) == mask(runs[1].stdout)
