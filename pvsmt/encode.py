@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 
 import z3
 
-from .model import AXIOMS, GUEST_AXIOMS, GuestOutcome, HwOutcome, hardware, xen_idt
+from .model import AXIOMS, GUEST_AXIOMS, GuestOutcome, HwOutcome, cpu_event, xen_idt_event
 from .model.rules import Case
 from .spec import Fact, Spec, is_system
 from .vocab import GUEST_FIELDS, HW_FIELDS, KNOBS, TABLES, Domain, Label
@@ -229,8 +229,8 @@ class Encoding:
         self.state = SymbolicState(self.ops, fixed)
         self.guests = spec.has_guests
         self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)
-        self.hw = hardware(self.state)
-        self.guest = xen_idt(self.state, self.hw) if self.guests else None
+        self.hw = cpu_event(self.state)
+        self.guest = xen_idt_event(self.state, self.hw) if self.guests else None
 
     def _facts(self) -> dict[str, list[Fact]]:
         """The spec's facts, with --set replacing system facts and adding to the others."""

@@ -20,7 +20,7 @@ from .concrete import ConcreteEnv, Config, Evaluation, evaluate
 from .encode import Encoding, Env, value_of
 from .errors import ModelDisagreement
 from .lang.parse import Invariant
-from .model.rules import Rule
+from .model import RULES, Rule
 from .spec import Spec
 from .vocab import KNOB, KNOBS, TABLE, Domain
 
@@ -181,9 +181,8 @@ class Prover:
 
 
 def uncertain_rules(enc: Encoding) -> list[Rule]:
-    from .model import hardware as hw_rules, xen_idt as xen_rules
-    rules = [v for m in (hw_rules, xen_rules) for v in vars(m).values() if isinstance(v, Rule)]
-    return [r for r in rules if r.uncertain and r.name in enc.ops.used]
+    """The UNCERTAIN rules that appear in this encoding."""
+    return [r for r in RULES.values() if r.uncertain and r.name in enc.ops.used]
 
 
 def domain_of(name: str) -> Domain:

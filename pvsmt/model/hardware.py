@@ -91,7 +91,7 @@ INSN_SYSENTER = R("hw.insn.sysenter", "SYSENTER (0F 34)", "SDM Vol.2B 'SYSENTER'
 INSN_BOUND = R("hw.insn.bound", "BOUND (62 /r, memory operand)", "SDM Vol.2A 'BOUND'")
 
 
-def hardware(s: State) -> HwOutcome:
+def cpu_event(s: State) -> HwOutcome:
     """The event the CPU raises when the configuration's instruction executes."""
     o = s.ops
     insn = s.insn

@@ -148,7 +148,7 @@ def kernel(s: State):
     return s.guest_mode == GuestMode.KERNEL
 
 
-def xen_idt(s: State, hw: HwOutcome) -> GuestOutcome:
+def xen_idt_event(s: State, hw: HwOutcome) -> GuestOutcome:
     """What the PV guest sees when the CPU raised `hw` (IDT delivery)."""
     o = s.ops
     return o.decide(
