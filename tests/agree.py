@@ -18,7 +18,7 @@ from pvsmt.concrete import Evaluation
 from pvsmt.encode import Encoding
 from pvsmt.lang.parse import SpecLoader
 from pvsmt.spec import is_system
-from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS
+from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -54,35 +54,57 @@ def show(value) -> str:
 
 
 class Checker:
-    """One encoding and one incremental solver; each check runs in its own push/pop scope."""
+    """One encoding and one incremental solver; each check runs in its own push/pop scope.
+
+    Equalities are built once per (name, value) and the "some field differs"
+    disjunction once per outcome: building Z3 terms from Python costs far more
+    than the solver's work on these small problems.
+    """
 
     def __init__(self, spec_obj, overrides: dict | None = None):
         self.enc = Encoding(spec_obj, overrides)
         self.ctx = self.enc.ctx
-        self.solver = z3.Solver(ctx=self.ctx)
+        self.solver = z3.SolverFor("QF_UFLIA", ctx=self.ctx)
         self.solver.set("random_seed", 0)
         self.solver.add(*self.enc.constraints())
+        self.fields = [(f"hw.{f}", getattr(self.enc.hw, f)) for f in HW_FIELDS]
+        if self.enc.guests:
+            self.fields += [(f"guest.{f}", getattr(self.enc.guest, f)) for f in GUEST_FIELDS]
+        self._eq: dict = {}
+        self._differs: dict = {}
 
-    def outcome_terms(self, evaluation: Evaluation):
-        pairs = [(f"hw.{f}", getattr(self.enc.hw, f), getattr(evaluation.hw, f)) for f in HW_FIELDS]
+    def fixed(self, name: str, value):
+        """The constraint `name == value` (a knob or a table entry)."""
+        key = (name, isinstance(value, bool), int(value))
+        if key not in self._eq:
+            self._eq[key] = same(self.enc.term(name), value, self.ctx)
+        return self._eq[key]
+
+    def outcome(self, evaluation: Evaluation) -> list:
+        values = [getattr(evaluation.hw, f) for f in HW_FIELDS]
         if self.enc.guests:
             assert evaluation.guest is not None
-            pairs += [(f"guest.{f}", getattr(self.enc.guest, f), getattr(evaluation.guest, f))
-                      for f in GUEST_FIELDS]
-        return pairs
+            values += [getattr(evaluation.guest, f) for f in GUEST_FIELDS]
+        return values
+
+    def differs(self, values: list):
+        """Some outcome field differs from `values`."""
+        key = tuple((isinstance(v, bool), int(v)) for v in values)
+        if key not in self._differs:
+            self._differs[key] = z3.Or([z3.Not(same(t, v, self.ctx)) for (_, t), v in zip(self.fields, values)])
+        return self._differs[key]
 
     def disagreement(self, config, evaluation: Evaluation, names) -> str | None:
         """None when Z3 agrees; otherwise a sentence saying how it does not."""
         s = self.solver
         s.push()
         try:
-            for name in names:
-                s.add(same(self.enc.term(name), config.get(name), self.ctx))
+            s.add(*[self.fixed(n, config.get(n)) for n in names])
             answer = s.check()
             if answer != z3.sat:
                 return f"Z3 says the configuration is impossible ({answer}); fixed: {sorted(names)}"
-            pairs = self.outcome_terms(evaluation)
-            s.add(z3.Or([z3.Not(same(t, v, self.ctx)) for _, t, v in pairs] + [z3.BoolVal(False, self.ctx)]))
+            values = self.outcome(evaluation)
+            s.add(self.differs(values))
             answer = s.check()
             if answer == z3.unsat:
                 return None
@@ -90,7 +112,7 @@ class Checker:
                 return f"Z3 answered {answer}"
             model = s.model()
             wrong = [f"{n}: concrete {show(v)}, z3 {model.eval(same_term(t, self.ctx), model_completion=True)}"
-                     for n, t, v in pairs
+                     for (n, t), v in zip(self.fields, values)
                      if z3.is_false(model.eval(same(t, v, self.ctx), model_completion=True))]
             return "outcome differs: " + "; ".join(wrong)
         finally:
@@ -102,8 +124,4 @@ def overrides_for(settings: dict) -> dict:
     return {n: v for n, v in settings.items() if is_system(n)}
 
 
-def knob_names() -> list[str]:
-    return [k.name for k in KNOBS]
-
-
-__all__ = ["Checker", "KNOB", "LOADER", "ROOT", "overrides_for", "spec"]
+__all__ = ["Checker", "LOADER", "ROOT", "overrides_for", "spec"]
