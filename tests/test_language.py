@@ -186,9 +186,6 @@ invariant second {
     assert all(a.eval(env) for a in first.assumes)
 
 
-@pytest.mark.xfail(strict=True, reason="pvsmt bug: `idt_ec(v)` (README, lang/expr.call) cannot be written: "
-                                      "the keyword terminal TABLE.2 ('idt') outranks NAME, so the lexer "
-                                      "splits `idt_ec` into 'idt' + '_ec' and the parser rejects it")
 def test_idt_ec_function_parses(tmp_path):
     path = tmp_path / "ec.inv"
     path.write_text(INV.format(assume="insn == int_n", prove="hw.error_code == idt_ec(vector)"))
@@ -301,9 +298,6 @@ def test_spec_extends_cycle_is_detected(tmp_path):
     assert "self -> self" in err.message
 
 
-@pytest.mark.xfail(strict=True, reason="pvsmt bug: the extends-cycle InputError is located at the spec's "
-                                      "path only (no line), although lang/parse.py promises file:line for "
-                                      "every error; it should point at the `extends` line closing the cycle")
 def test_spec_extends_cycle_is_located_at_the_extends_line(tmp_path):
     err, _ = spec_error(tmp_path, "spec a\nextends b\n", name="a", b="spec b\n\nextends a\n")
     assert at(err.where, tmp_path / "specs" / "b.spec", 3)

@@ -259,7 +259,8 @@ def describe(e: Expr) -> str:
     if e.domain.boolean:
         return "a condition"
     if e.domain.enum is not None:
-        return f"a {e.domain.enum.__name__} ({e.domain.spelling()})"
+        name = e.domain.enum.__name__
+        return f"{'an' if name[0] in 'AEIOU' else 'a'} {name} ({e.domain.spelling()})"
     return "a number"
 
 

@@ -33,16 +33,24 @@ def parser() -> Lark:
                 propagate_positions=True, maybe_placeholders=False)
 
 
-def _expected(names) -> str:
+_SPEC_ONLY = {"set", "default", "extends", "delivery", "uncertain", "idt", "tt", "spec"}
+_INV_ONLY = {"invariant", "description", "specs", "assume", "prove", "expect", "witness"}
+
+
+def _expected(names, start: str = "") -> str:
     shown = []
+    drop = _SPEC_ONLY if start == "start_inv" else _INV_ONLY if start == "start_spec" else set()
     for n in sorted(names):
         if n in _TERMINALS:
             shown.append(_TERMINALS[n])
             continue
         try:
-            shown.append(repr(parser().get_terminal(n).pattern.value))
+            word = parser().get_terminal(n).pattern.value
         except KeyError:
             shown.append(n)
+            continue
+        if word not in drop:
+            shown.append(repr(word))
     return ", ".join(dict.fromkeys(shown))
 
 
@@ -53,12 +61,12 @@ def parse_text(text: str, path: str, start: str) -> Tree:
         where = Location(path, exc.line if exc.line > 0 else 0, exc.column if exc.column > 0 else 0)
         if isinstance(exc, UnexpectedToken):
             if exc.token.type == "$END":
-                raise InputError(where, f"unexpected end of file; expected {_expected(exc.expected)}") from None
-            raise InputError(where, f"unexpected '{exc.token}'; expected {_expected(exc.expected)}") from None
+                raise InputError(where, f"unexpected end of file; expected {_expected(exc.expected, start)}") from None
+            raise InputError(where, f"unexpected '{exc.token}'; expected {_expected(exc.expected, start)}") from None
         if isinstance(exc, UnexpectedCharacters):
             raise InputError(where, f"unexpected character {text[exc.pos_in_stream]!r}") from None
         if isinstance(exc, UnexpectedEOF):
-            raise InputError(Location(path), f"unexpected end of file; expected {_expected(exc.expected)}") from None
+            raise InputError(Location(path), f"unexpected end of file; expected {_expected(exc.expected, start)}") from None
         raise InputError(where, str(exc).splitlines()[0]) from None
 
 
@@ -144,13 +152,14 @@ class SpecLoader:
         self.cache: dict[Path, Spec] = {}
         self.loading: list[Path] = []
 
-    def load(self, path: Path) -> Spec:
+    def load(self, path: Path, via: Location | None = None) -> Spec:
+        """Load a spec; `via` is the `extends` line that asks for it, if any."""
         path = path.resolve() if path.exists() else path
         if path in self.cache:
             return self.cache[path]
         if path in self.loading:
             chain = " -> ".join(p.stem for p in self.loading + [path])
-            raise InputError(str(path), f"specs extend each other in a cycle: {chain}")
+            raise InputError(via or str(path), f"specs extend each other in a cycle: {chain}")
         self.loading.append(path)
         try:
             spec = SpecBuilder(self, path).build(parse_text(read(path), str(path), "start_spec"))
@@ -191,7 +200,7 @@ class SpecBuilder(Builder):
         parent_path = self.file.parent / f"{parent_name}.spec"
         if not parent_path.exists():
             raise InputError(self.at(node), f"no spec '{parent_name}' beside this one ({parent_path} not found)")
-        parent = self.loader.load(parent_path)
+        parent = self.loader.load(parent_path, via=self.at(node))
         spec.delivery = parent.delivery
         spec.facts = {k: list(v) for k, v in parent.facts.items()}
         spec.defaults = {k: list(v) for k, v in parent.defaults.items()}

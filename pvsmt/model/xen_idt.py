@@ -84,8 +84,15 @@ GATE_LIMIT = R("xen.emul_gate.limit", "pv_emulate_gate_op: the selector is beyon
 GATE_DPL = R("xen.emul_gate.dpl", "pv_emulate_gate_op: the guest's gate DPL {dpl} (ring-compressed) < "
              "max(CPL {cpl}, RPL {rpl}): #GP({ec:#x})",
              "Xen pv/emul-gate-op.c L163-407; pv/descriptor-tables.c L246-258 (DPL stashed in the RPL)")
-GATE_NP = R("xen.emul_gate.not_present", "pv_emulate_gate_op: the gate is not present: #GP({ec:#x})",
-            "Xen pv/emul-gate-op.c L163-407 (read_gate_descriptor); reference 3.6 (derived from the code)")
+GATE_NP = R("xen.emul_gate.not_present", "pv_emulate_gate_op: the not-present gate's DPL {dpl} < CPL: #GP({ec:#x})",
+            "Xen pv/emul-gate-op.c L16-72 (read_gate_descriptor: a non-zero DPL field is used as written), "
+            "L163-407; reference 3.6")
+GATE_NP_DPL0 = R("xen.emul_gate.not_present_dpl0",
+                 "pv_emulate_gate_op: a not-present gate written with DPL 0 takes its DPL from the target "
+                 "selector's RPL (not modelled): taken as #GP({ec:#x})",
+                 "Xen pv/emul-gate-op.c L16-72 (read_gate_descriptor), L163-407; reference 3.6",
+                 uncertain="a not-present PV32 call gate written with DPL 0 gives #GP(ec) or #NP(ec) "
+                           "depending on its target selector's RPL, which pvsmt does not model")
 GATE_EMUL = R("xen.emul_gate.ok", "pv_emulate_gate_op emulates the far CALL to the gate's target "
               "(target segment and stack assumed valid)", "Xen pv/emul-gate-op.c L163-407")
 INT80_FAST = R("xen.int80.fast", "entry_int80: TT[0x80] is non-null: bounced through TT[0x80] as a trap; "
@@ -270,7 +277,8 @@ def gate_op(s: State, ec) -> GuestOutcome:
     return o.decide(
         case(s.insn != Insn.CALLGATE, GATE_NOT_CALL, gp, insn=s.insn, ec=ec),
         case(o.not_(s.gate_in_limit), GATE_LIMIT, gp, ec=ec),
-        case(o.not_(s.gate_present), GATE_NP, gp, ec=ec),
+        case(o.all(o.not_(s.gate_present), s.gate_dpl == 0), GATE_NP_DPL0, gp, ec=ec),
+        case(o.not_(s.gate_present), GATE_NP, gp, ec=ec, dpl=s.gate_dpl),
         case(o.any(dpl < s.cpl, dpl < s.gate_rpl), GATE_DPL, gp, dpl=dpl, cpl=s.cpl, rpl=s.gate_rpl, ec=ec),
         case(True, GATE_EMUL, lambda: G(GuestEvent.CALL_GATE)),
     )
