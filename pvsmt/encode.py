@@ -53,15 +53,17 @@ def in_domain(term, domain: Domain):
 class Z3Ops:
     """The Ops of pvsmt.model.rules over Z3 terms.
 
-    Python constants fold away; rules named in `havoc` get a fresh, unconstrained
-    (but well-typed) outcome, to ask whether a verdict depends on them.
+    Python constants fold away.  The outcome of every UNCERTAIN rule is guarded by
+    a switch: with `switches[rule]` false it is the rule's outcome, with it true a
+    fresh, well-typed, otherwise unconstrained one (to ask whether a verdict
+    depends on the rule).
     """
 
-    def __init__(self, ctx: z3.Context, havoc: frozenset[str] = frozenset()):
+    def __init__(self, ctx: z3.Context):
         self.ctx = ctx
-        self.havoc = havoc
-        self.side: list = []       # domain constraints on havoc variables
+        self.side: list = []       # domain constraints on the fresh variables
         self.used: set[str] = set()  # rules whose case is reachable syntactically
+        self.switches: dict[str, z3.BoolRef] = {}
         self._fresh = 0
 
     def all(self, *xs):
@@ -109,7 +111,10 @@ class Z3Ops:
     def _result(self, c: Case):
         self.used.add(c.rule.name)
         value = c.then()
-        return self.fresh(value, c.rule.name) if c.rule.name in self.havoc else value
+        if not c.rule.uncertain:
+            return value
+        switch = self.switches.setdefault(c.rule.name, z3.Bool(f"uncertain!{c.rule.name}", self.ctx))
+        return self.merge(switch, self.fresh(value, c.rule.name), value)
 
     def merge(self, cond, a, b):
         """Field-wise If over two outcome records."""
@@ -216,12 +221,11 @@ class SymbolicState:
 class Encoding:
     """A spec (plus --set overrides) as Z3 terms: constraints and both outcomes."""
 
-    def __init__(self, spec: Spec, overrides: dict[str, object] | None = None,
-                 havoc: frozenset[str] = frozenset(), ctx: z3.Context | None = None):
+    def __init__(self, spec: Spec, overrides: dict[str, object] | None = None, ctx: z3.Context | None = None):
         self.spec = spec
         self.overrides = dict(overrides or {})
         self.ctx = ctx or z3.Context()
-        self.ops = Z3Ops(self.ctx, havoc)
+        self.ops = Z3Ops(self.ctx)
         facts = self._facts()
         fixed = {name: fs[0].values[0] for name, fs in facts.items()
                  if "." in name and name.split(".")[0] in ("idt", "tt")
@@ -273,6 +277,10 @@ class Encoding:
     def constraints(self) -> list:
         """Every constraint: domains, axioms, spec facts, havoc variables' domains."""
         return self.base + list(self.ops.side)
+
+    def certain(self, *except_rules: str) -> list:
+        """Assumptions that give every uncertain rule its modelled outcome (but those named)."""
+        return [z3.Not(v) if name not in except_rules else v for name, v in self.ops.switches.items()]
 
     def boolean(self, x):
         """An expression's value as a Z3 Bool of this encoding's context."""

@@ -99,14 +99,13 @@ class Prover:
     def __init__(self, limits: Limits = Limits(), overrides: dict[str, object] | None = None):
         self.limits = limits
         self.overrides = dict(overrides or {})
-        self._encodings: dict[tuple[str, frozenset], Encoding] = {}
+        self._encodings: dict[str, Encoding] = {}
         self.ctx = z3.Context()  # one per prover: a run does not depend on earlier runs
 
-    def encoding(self, spec: Spec, havoc: frozenset[str] = frozenset()) -> Encoding:
-        key = (spec.path, havoc)
-        if key not in self._encodings:
-            self._encodings[key] = Encoding(spec, self.overrides, havoc, self.ctx)
-        return self._encodings[key]
+    def encoding(self, spec: Spec) -> Encoding:
+        if spec.path not in self._encodings:
+            self._encodings[spec.path] = Encoding(spec, self.overrides, self.ctx)
+        return self._encodings[spec.path]
 
     def check(self, inv: Invariant, spec: Spec) -> Result:
         start = time.perf_counter()
@@ -114,48 +113,55 @@ class Prover:
         return Result(inv, spec, verdict, time.perf_counter() - start, **extra)
 
     def _check(self, inv: Invariant, spec: Spec):
+        """Vacuity, then refutation, then reliance on uncertain rules: one incremental solver."""
         if inv.guest_level and not spec.has_guests:
             return Verdict.VACUOUS, dict(reason=f"spec {spec.name} has no PV guests (guest = none); "
                                                 f"the invariant is about the guest layer")
         enc = self.encoding(spec)
-        solver, prop = self._pose(enc, inv)
-        answer = solver.check()
+        solver, violated = self._pose(enc, inv)
+        answer = solver.check(*enc.certain())
         if answer == z3.unsat:
             return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {spec.name}")
         if answer == z3.unknown:
-            return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {solver.reason_unknown()}")
-        solver.add(z3.Not(prop))
-        answer = solver.check()
+            return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {self._why(solver)}")
+        answer = solver.check(*enc.certain(), violated)
         if answer == z3.unknown:
-            return Verdict.UNKNOWN, dict(reason=solver.reason_unknown())
+            return Verdict.UNKNOWN, dict(reason=self._why(solver))
         if answer == z3.sat:
             return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, solver.model()))
-        return self._relies(inv, spec, enc)
+        return self._relies(enc, solver, violated)
+
+    def _why(self, solver: z3.Solver) -> str:
+        """Z3's reason for `unknown`, naming the limits behind a cancellation."""
+        reason = solver.reason_unknown()
+        if reason in ("canceled", "timeout") or "limit" in reason:
+            reason += (f" (the resource limit --rlimit {self.limits.rlimit} or the timeout "
+                       f"--timeout {self.limits.timeout_ms / 1000:g}s was reached)")
+        return reason
 
     def violations_satisfy(self, inv: Invariant, spec: Spec, witness) -> bool | None:
         """Does every counterexample satisfy `witness`?  None when the solver cannot tell."""
         enc = self.encoding(spec)
-        solver, prop = self._pose(enc, inv)
-        solver.add(z3.Not(prop), z3.Not(enc.boolean(witness.eval(Env(enc)))))
-        answer = solver.check()
+        solver, violated = self._pose(enc, inv)
+        solver.add(z3.Not(enc.boolean(witness.eval(Env(enc)))))
+        answer = solver.check(*enc.certain(), violated)
         return None if answer == z3.unknown else answer == z3.unsat
 
     def _pose(self, enc: Encoding, inv: Invariant):
+        """A solver holding the spec and the assumptions; the second value, assumed, negates the property."""
         env = Env(enc)
         assumes = [enc.boolean(a.eval(env)) for a in inv.assumes]
         prop = enc.boolean(inv.prove.eval(env))
+        violated = z3.Bool("violated!", enc.ctx)
         solver = new_solver(self.limits, enc.ctx)
-        solver.add(*enc.constraints(), *assumes)
-        return solver, prop
+        solver.add(*enc.constraints(), *assumes, violated == z3.Not(prop))
+        return solver, violated
 
-    def _relies(self, inv: Invariant, spec: Spec, enc: Encoding):
+    def _relies(self, enc: Encoding, solver: z3.Solver, violated):
         """A proof relies on an uncertain rule if it fails with that rule's outcome free."""
         relies, unknown = [], []
         for rule in uncertain_rules(enc):
-            henc = self.encoding(spec, frozenset({rule.name}))
-            solver, prop = self._pose(henc, inv)
-            solver.add(z3.Not(prop))
-            answer = solver.check()
+            answer = solver.check(*enc.certain(rule.name), violated)
             if answer == z3.sat:
                 relies.append(rule)
             elif answer == z3.unknown:

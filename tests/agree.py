@@ -66,7 +66,7 @@ class Checker:
         self.ctx = self.enc.ctx
         self.solver = z3.SolverFor("QF_UFLIA", ctx=self.ctx)
         self.solver.set("random_seed", 0)
-        self.solver.add(*self.enc.constraints())
+        self.solver.add(*self.enc.constraints(), *self.enc.certain())  # uncertain rules as modelled
         self.fields = [(f"hw.{f}", getattr(self.enc.hw, f)) for f in HW_FIELDS]
         if self.enc.guests:
             self.fields += [(f"guest.{f}", getattr(self.enc.guest, f)) for f in GUEST_FIELDS]

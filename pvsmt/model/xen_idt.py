@@ -84,8 +84,10 @@ GATE_LIMIT = R("xen.emul_gate.limit", "pv_emulate_gate_op: the selector is beyon
 GATE_DPL = R("xen.emul_gate.dpl", "pv_emulate_gate_op: the guest's gate DPL {dpl} (ring-compressed) < "
              "max(CPL {cpl}, RPL {rpl}): #GP({ec:#x})",
              "Xen pv/emul-gate-op.c L163-407; pv/descriptor-tables.c L246-258 (DPL stashed in the RPL)")
-GATE_NP = R("xen.emul_gate.not_present", "pv_emulate_gate_op: the not-present gate's DPL {dpl} < CPL: #GP({ec:#x})",
-            "Xen pv/emul-gate-op.c L16-72 (read_gate_descriptor: a non-zero DPL field is used as written), "
+GATE_NP = R("xen.emul_gate.not_present",
+            "pv_emulate_gate_op: the not-present gate's DPL field is {dpl}, not 0 (the audit never rewrote it), "
+            "so read_gate_descriptor rejects it: #GP({ec:#x})",
+            "Xen pv/emul-gate-op.c L16-72 (read_gate_descriptor rejects a gate with a non-zero DPL field), "
             "L163-407; reference 3.6")
 GATE_NP_DPL0 = R("xen.emul_gate.not_present_dpl0",
                  "pv_emulate_gate_op: a not-present gate written with DPL 0 takes its DPL from the target "
