@@ -8,6 +8,7 @@ trap table and callback registration at once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields, replace
 
 import z3
@@ -275,12 +276,18 @@ class Encoding:
         return self.state.tables[(table, field)](int(vector, 0))
 
     def constraints(self) -> list:
-        """Every constraint: domains, axioms, spec facts, havoc variables' domains."""
+        """Every constraint: domains, axioms, spec facts, the fresh variables' domains."""
         return self.base + list(self.ops.side)
 
-    def certain(self, *except_rules: str) -> list:
+    @functools.cached_property
+    def formula(self) -> z3.BoolRef:
+        """The constraints as one term, built once (asserting one term is cheaper than many)."""
+        return z3.And(*(_z3(c, self.ctx) for c in self.constraints()))
+
+    @functools.lru_cache(maxsize=None)
+    def certain(self, *except_rules: str) -> tuple:
         """Assumptions that give every uncertain rule its modelled outcome (but those named)."""
-        return [z3.Not(v) if name not in except_rules else v for name, v in self.ops.switches.items()]
+        return tuple(z3.Not(v) if name not in except_rules else v for name, v in self.ops.switches.items())
 
     def boolean(self, x):
         """An expression's value as a Z3 Bool of this encoding's context."""

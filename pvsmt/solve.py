@@ -154,13 +154,16 @@ class Prover:
         prop = enc.boolean(inv.prove.eval(env))
         violated = z3.Bool("violated!", enc.ctx)
         solver = new_solver(self.limits, enc.ctx)
-        solver.add(*enc.constraints(), *assumes, violated == z3.Not(prop))
+        solver.add(enc.formula, *assumes, violated == z3.Not(prop))
         return solver, violated
 
     def _relies(self, enc: Encoding, solver: z3.Solver, violated):
         """A proof relies on an uncertain rule if it fails with that rule's outcome free."""
         relies, unknown = [], []
-        for rule in uncertain_rules(enc):
+        rules = uncertain_rules(enc)
+        if solver.check(*enc.certain(*(r.name for r in rules)), violated) == z3.unsat:
+            rules = []  # holds whatever every uncertain rule does: relies on none
+        for rule in rules:
             answer = solver.check(*enc.certain(rule.name), violated)
             if answer == z3.sat:
                 relies.append(rule)

@@ -30,7 +30,7 @@ _TERMINALS = {
 def parser() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return Lark(grammar, start=["start_spec", "start_inv", "start_expr"], parser="lalr",
-                propagate_positions=True, maybe_placeholders=False)
+                propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
 _SPEC_ONLY = {"set", "default", "extends", "delivery", "uncertain", "idt", "tt", "spec"}
