@@ -124,12 +124,15 @@ class Prover:
             return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {spec.name}")
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {self._why(solver)}")
+        rules = uncertain_rules(enc)
+        if solver.check(*enc.certain(*(r.name for r in rules)), violated) == z3.unsat:
+            return Verdict.PROVED, dict(relies_on=())  # holds whatever the uncertain rules do
         answer = solver.check(*enc.certain(), violated)
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=self._why(solver))
         if answer == z3.sat:
             return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, solver.model()))
-        return self._relies(enc, solver, violated)
+        return self._relies(enc, solver, violated, rules)
 
     def _why(self, solver: z3.Solver) -> str:
         """Z3's reason for `unknown`, naming the limits behind a cancellation."""
@@ -157,12 +160,9 @@ class Prover:
         solver.add(enc.formula, *assumes, violated == z3.Not(prop))
         return solver, violated
 
-    def _relies(self, enc: Encoding, solver: z3.Solver, violated):
+    def _relies(self, enc: Encoding, solver: z3.Solver, violated, rules):
         """A proof relies on an uncertain rule if it fails with that rule's outcome free."""
         relies, unknown = [], []
-        rules = uncertain_rules(enc)
-        if solver.check(*enc.certain(*(r.name for r in rules)), violated) == z3.unsat:
-            rules = []  # holds whatever every uncertain rule does: relies on none
         for rule in rules:
             answer = solver.check(*enc.certain(rule.name), violated)
             if answer == z3.sat:

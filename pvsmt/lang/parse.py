@@ -20,7 +20,7 @@ from ..vocab import KNOB, TABLE, Delivery, Guest
 from . import expr as E
 
 _TERMINALS = {
-    "NAME": "a name", "ID": "a name", "NUMBER": "a number", "STRING": "a quoted string",
+    "NAME": "a name", "ID": "a name", "NUMBER": "a number", "STRING": "a quoted string", "INVARIANT": "'invariant'",
     "COMPARE": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '<<'", "TABLE": "'idt' or 'tt'",
     "$END": "end of file",
 }
@@ -30,7 +30,7 @@ _TERMINALS = {
 def parser() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return Lark(grammar, start=["start_spec", "start_inv", "start_expr"], parser="lalr",
-                propagate_positions=True, maybe_placeholders=False, cache=True)
+                propagate_positions=False, maybe_placeholders=False, cache=True)
 
 
 _SPEC_ONLY = {"set", "default", "extends", "delivery", "uncertain", "idt", "tt", "spec"}
@@ -88,11 +88,11 @@ class Builder:
         self.path = path
 
     def at(self, node) -> Location:
-        meta = getattr(node, "meta", None)
+        """Where a token or a tree starts (its first token: trees carry no positions)."""
+        while isinstance(node, Tree) and node.children:
+            node = node.children[0]
         if isinstance(node, Token):
             return Location(self.path, node.line or 0, node.column or 0)
-        if meta is not None and not meta.empty:
-            return Location(self.path, meta.line, meta.column)
         return Location(self.path)
 
     def string(self, token: Token) -> str:
@@ -325,7 +325,7 @@ class InvariantBuilder(Builder):
         return out
 
     def invariant(self, node: Tree) -> Invariant:
-        name_tok, *fields_ = node.children
+        _keyword, name_tok, *fields_ = node.children
         inv = Invariant(str(name_tok), self.at(node))
         for f in fields_:
             getattr(self, "field_" + f.data)(inv, f)
