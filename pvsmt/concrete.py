@@ -152,15 +152,20 @@ class ConcreteEnv:
         self.ops = ConcreteOps([])
         self.config = config
         self.evaluation = evaluation
+        self.reads: list[str] = []  # knobs and table entries the expressions read
 
-    def knob(self, name: str):
+    def _read(self, name: str):
+        if name not in self.reads:
+            self.reads.append(name)
         return self.config.get(name)
 
+    def knob(self, name: str):
+        return self._read(name)
+
     def table(self, table: str, field: str, index: int):
-        try:
-            return self.config.get(TABLE[table].knob_name(index, field))
-        except KeyError:
-            return TABLE[table].fields[field].values()[0]  # outside 0..255: any value will do
+        if not 0 <= index <= 255:
+            return TABLE[table].fields[field].values()[0]  # outside the table: any value will do
+        return self._read(TABLE[table].knob_name(index, field))
 
     def outcome(self, layer: str, field: str):
         record = self.evaluation.hw if layer == "hw" else self.evaluation.guest

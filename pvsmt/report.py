@@ -111,8 +111,7 @@ def config_lines(config: Config, names, source: dict[str, str] | None = None) ->
 
 def relevant(ev: Evaluation, also=()) -> list[str]:
     """Names read on the path, then any others the invariant reads, in a stable order."""
-    names = list(ev.reads)
-    names += [n for n in also if n in KNOB and n not in names]
+    names = list(dict.fromkeys([*ev.reads, *also]))
     order = {k: i for i, k in enumerate(KNOB)}
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
@@ -129,10 +128,12 @@ def trace_lines(ev: Evaluation, verbose: bool = False) -> list[str]:
     return out
 
 
-def counterexample_text(cex, inv_names=(), verbose: bool = False) -> list[str]:
+def counterexample_text(cex, verbose: bool = False) -> list[str]:
     ev: Evaluation = cex.evaluation
     guests = ev.guest is not None
-    names = [k for k in KNOB if k in cex.config.values] if verbose else relevant(ev, inv_names)
+    names = relevant(ev, cex.inv_reads)
+    if verbose:  # every knob too, not only those that mattered here
+        names = relevant(ev, cex.inv_reads + tuple(k for k in KNOB if k in cex.config.values))
     lines = ["  configuration:", f"    {who_text(cex.config, guests)}", f"    executes {insn_text(cex.config)}"]
     width = max((len(label) for label, _ in config_lines(cex.config, names)), default=0)
     lines += [f"    {label:<{width}}  {text}" for label, text in config_lines(cex.config, names)]
@@ -167,18 +168,13 @@ def details(results, verbose: bool = False) -> list[str]:
             out += ["", head]
             if r.invariant.description:
                 out.append(f"  invariant: {r.invariant.description}")
-            out += counterexample_text(r.counterexample, _invariant_names(r.invariant), verbose)
+            out += counterexample_text(r.counterexample, verbose=verbose)
         elif r.reason:
             out += ["", f"{head}: {r.reason}"]
         elif r.relies_on:
             out += ["", f"{head}, relying on UNCERTAIN facts:"]
             out += [f"  - {x.name}: {x.uncertain} ({x.cite})" for x in r.relies_on]
     return out
-
-
-def _invariant_names(inv) -> set[str]:
-    exprs = inv.assumes + [inv.prove]
-    return set().union(*(e.names() for e in exprs))
 
 
 def summary(results, seconds: float) -> str:

@@ -57,6 +57,7 @@ class Counterexample:
     config: Config
     evaluation: Evaluation
     free: tuple[str, ...]  # knobs the spec leaves free (the rest were fixed by the spec)
+    inv_reads: tuple[str, ...] = ()  # names the invariant's expressions read
 
     @property
     def uncertain(self) -> tuple[Rule, ...]:
@@ -186,7 +187,7 @@ class Prover:
                 f"{inv.name} against {enc.spec.name}: Z3 found a counterexample the concrete evaluator "
                 f"does not reproduce (assumptions hold: {holds}, property violated: {violated}); "
                 f"configuration: {sorted((k, v) for k, v in config.values.items())}")
-        return Counterexample(config, evaluation, free_knobs(enc.spec, self.overrides))
+        return Counterexample(config, evaluation, free_knobs(enc.spec, self.overrides), tuple(env.reads))
 
 
 def uncertain_rules(enc: Encoding) -> list[Rule]:

@@ -338,7 +338,7 @@ class InvariantBuilder(Builder):
         return inv
 
     def field_description(self, inv: Invariant, node: Tree):
-        inv.description = " ".join(self.string(s) for s in node.children)
+        inv.description = " ".join(self.string(s).strip() for s in node.children)
 
     def field_specs(self, inv: Invariant, node: Tree):
         inv.specs.extend((str(t), self.at(t)) for t in node.children)
