@@ -115,7 +115,21 @@ class Z3Ops:
         if not c.rule.uncertain:
             return value
         switch = self.switches.setdefault(c.rule.name, z3.Bool(f"uncertain!{c.rule.name}", self.ctx))
-        return self.merge(switch, self.fresh(value, c.rule.name), value)
+        return self.merge(switch, self.other(c, value), value)
+
+    def other(self, c: Case, value):
+        """What an uncertain rule might give instead: one of its alternatives, or anything."""
+        if c.alternatives is None:
+            return self.fresh(value, c.rule.name)
+        *rest, last = c.alternatives()
+        if not rest:
+            return last
+        self._fresh += 1
+        pick = z3.Int(f"alternative!{self._fresh}!{c.rule.name}", self.ctx)
+        self.side.append(z3.And(pick >= 0, pick <= len(rest)))
+        for i, alt in reversed(list(enumerate(rest))):
+            last = self.merge(pick == i, alt, last)
+        return last
 
     def merge(self, cond, a, b):
         """Field-wise If over two outcome records."""

@@ -120,7 +120,8 @@ def into(s: State) -> HwOutcome:
 def bound(s: State) -> HwOutcome:
     o = s.ops
     return o.decide(
-        case(s.mode == CodeMode.LONG64, BOUND_64, lambda: exception(s, UD)),
+        case(s.mode == CodeMode.LONG64, BOUND_64, lambda: exception(s, UD),
+             alternatives=lambda: [HwOutcome(HwEvent.NONE)]),  # an EVEX instruction executes
         case(s.bound_in_range, BOUND_IN, lambda: HwOutcome(HwEvent.NONE)),
         case(True, BOUND_OUT, lambda: exception(s, BR)),
     )

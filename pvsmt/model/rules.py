@@ -27,16 +27,21 @@ class Rule:
 
 @dataclass(frozen=True)
 class Case:
-    """`when` holds: apply `rule`, and the result is `then()`."""
+    """`when` holds: apply `rule`, and the result is `then()`.
+
+    For an UNCERTAIN rule, `alternatives()` lists the other outcomes the sources
+    allow; without it, any outcome is possible.
+    """
 
     when: Any
     rule: Rule
     then: Callable[[], Any]
     facts: dict = field(default_factory=dict)
+    alternatives: Callable[[], list] | None = None
 
 
-def case(when, rule: Rule, then: Callable[[], Any], **facts) -> Case:
-    return Case(when, rule, then, facts)
+def case(when, rule: Rule, then: Callable[[], Any], alternatives=None, **facts) -> Case:
+    return Case(when, rule, then, facts, alternatives)
 
 
 class Ops(Protocol):

@@ -125,7 +125,8 @@ SYSENTER_K64 = R("xen.sysenter.pv64_kernel",
                  "sysenter_entry from the PV64 kernel: the bounce frame is built below RSP=0: domain crash",
                  "Xen x86_64/entry.S L545-566 (derived from the code; reference 6 row 33)",
                  uncertain="PV64 kernel-mode SYSENTER is derived from the code, not tested: "
-                           "probably a domain crash (reference 3.8, row 33)")
+                           "probably a domain crash, else the callback or #GP(0) as from user mode "
+                           "(reference 3.8, row 33)")
 SYSENTER_ENTRY = R("xen.sysenter", "sysenter_entry: frame rip=0, cs=3; sysenter callback",
                    "Xen x86_64/entry.S L377-442 (sysenter_entry); compat/entry.S L234-247")
 TT_NULL = R("xen.bounce.null", "TT[{vector:#04x}] is null: the bounce has no target and the domain crashes",
@@ -279,7 +280,8 @@ def gate_op(s: State, ec) -> GuestOutcome:
     return o.decide(
         case(s.insn != Insn.CALLGATE, GATE_NOT_CALL, gp, insn=s.insn, ec=ec),
         case(o.not_(s.gate_in_limit), GATE_LIMIT, gp, ec=ec),
-        case(o.all(o.not_(s.gate_present), s.gate_dpl == 0), GATE_NP_DPL0, gp, ec=ec),
+        case(o.all(o.not_(s.gate_present), s.gate_dpl == 0), GATE_NP_DPL0, gp, ec=ec,
+             alternatives=lambda: [inject(s, NP, ec, Source.HW_EXC, Kind.FAULT)]),
         case(o.not_(s.gate_present), GATE_NP, gp, ec=ec, dpl=s.gate_dpl),
         case(o.any(dpl < s.cpl, dpl < s.gate_rpl), GATE_DPL, gp, dpl=dpl, cpl=s.cpl, rpl=s.gate_rpl, ec=ec),
         case(True, GATE_EMUL, lambda: G(GuestEvent.CALL_GATE)),
@@ -318,7 +320,9 @@ def syscall_entry(s: State, hw: HwOutcome) -> GuestOutcome:
 def sysenter_entry(s: State) -> GuestOutcome:
     o = s.ops
     return o.decide(
-        case(o.all(s.guest == Guest.PV64, kernel(s)), SYSENTER_K64, lambda: G(GuestEvent.DOMAIN_CRASH)),
+        case(o.all(s.guest == Guest.PV64, kernel(s)), SYSENTER_K64, lambda: G(GuestEvent.DOMAIN_CRASH),
+             # if the frame write below the 2^64 wrap did not fault, the bounce goes on as from user mode
+             alternatives=lambda: [callback(s, Callback.SYSENTER, s.cb_sysenter, GP)]),
         case(True, SYSENTER_ENTRY, lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP)),
     )
 
