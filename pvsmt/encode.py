@@ -13,10 +13,10 @@ from dataclasses import fields, replace
 
 import z3
 
-from .model import AXIOMS, GUEST_AXIOMS, GuestOutcome, HwOutcome, cpu_event, xen_idt_event
+from .model import AXIOMS, GUEST_AXIOMS, HwOutcome, cpu_event, xen_idt_event
 from .model.rules import Case
 from .spec import Fact, Spec, is_system
-from .vocab import GUEST_FIELDS, HW_FIELDS, KNOBS, TABLES, Domain, Label
+from .vocab import GUEST_FIELDS, HW_FIELDS, KNOBS, TABLES, Domain
 
 
 def _is_py(x) -> bool:
@@ -337,4 +337,4 @@ def value_of(term, domain: Domain, model: z3.ModelRef):
     return domain.enum(number) if domain.enum is not None else number
 
 
-__all__ = ["Encoding", "Env", "Label", "Z3Ops", "value_of"]
+__all__ = ["Encoding", "Env", "Z3Ops", "value_of"]

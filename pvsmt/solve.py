@@ -56,7 +56,6 @@ def exit_code(verdicts) -> int:
 class Counterexample:
     config: Config
     evaluation: Evaluation
-    free: tuple[str, ...]  # knobs the spec leaves free (the rest were fixed by the spec)
     inv_reads: tuple[str, ...] = ()  # names the invariant's expressions read
 
     @property
@@ -187,7 +186,7 @@ class Prover:
                 f"{inv.name} against {enc.spec.name}: Z3 found a counterexample the concrete evaluator "
                 f"does not reproduce (assumptions hold: {holds}, property violated: {violated}); "
                 f"configuration: {sorted((k, v) for k, v in config.values.items())}")
-        return Counterexample(config, evaluation, free_knobs(enc.spec, self.overrides), tuple(env.reads))
+        return Counterexample(config, evaluation, tuple(env.reads))
 
 
 def uncertain_rules(enc: Encoding) -> list[Rule]:
@@ -206,7 +205,3 @@ def config_from_model(enc: Encoding, model: z3.ModelRef) -> Config:
     """The model as a concrete configuration; table entries are read on demand."""
     values = {k.name: value_of(enc.state.vars[k.name], k.domain, model) for k in KNOBS}
     return Config(values, fill=lambda name: value_of(enc.term(name), domain_of(name), model))
-
-
-def free_knobs(spec: Spec, overrides: dict) -> tuple[str, ...]:
-    return tuple(k.name for k in KNOBS if spec.fixed(k.name) is None and k.name not in overrides)

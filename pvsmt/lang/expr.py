@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import InputError, Location
-from ..vocab import BOOL, GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, Domain, GateTable
+from ..vocab import BOOL, GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, TABLES, Domain, GateTable
 
 INT = Domain(lo=-(2**31), hi=2**31)
 
@@ -347,7 +347,6 @@ def member(where: Location, x: Expr, items: list, negate: bool) -> Expr:
 
 def is_guest_level(e: Expr) -> bool:
     """Does the expression read anything that exists only where PV guests exist?"""
-    from ..vocab import TABLES
     guest_tables = {t.name for t in TABLES if t.guest_layer}
     for n in e.names():
         if n.startswith("guest.") or n in guest_tables or (n in KNOB and KNOB[n].guest_layer):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..vocab import NONE, Callback, GateType, GuestEvent, HwEvent, Kind, Msr, Source
 
@@ -31,6 +31,3 @@ class GuestOutcome:
     kind: Kind = Kind.NONE
     callback: Callback = Callback.NONE
 
-
-def field_names(record: type) -> list[str]:
-    return [f.name for f in fields(record)]
