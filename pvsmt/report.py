@@ -78,9 +78,8 @@ def who_text(config: Config, guests: bool) -> str:
 def one_line(config: Config, ev: Evaluation, guests: bool) -> str:
     """The table's counterexample summary."""
     who = who_text(config, guests).replace(" CPU,", ",").replace(" guest in", "").replace(" mode,", ",")
-    end = guest_text(ev.guest) if guests else hw_text(ev.hw)
-    return f"{insn_text(config)} [{who}]: {hw_text(ev.hw)} -> {end}" if guests else \
-        f"{insn_text(config)} [{who}]: {end}"
+    end = f"{hw_text(ev.hw)} -> {guest_text(ev.guest)}" if guests else hw_text(ev.hw)
+    return f"{insn_text(config)} [{who}]: {end}"
 
 
 # ---- configurations ----------------------------------------------------------------
