@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except RecursionError:
+        print("pvsmt: error: an expression is nested too deeply to read", file=sys.stderr)
+        return 2
     except PvsmtError as exc:
         print(f"pvsmt: internal error: {exc}", file=sys.stderr)
         return 2

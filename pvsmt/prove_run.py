@@ -7,7 +7,7 @@ import time
 
 from . import report
 from .discover import invariant_files, pairs
-from .errors import PvsmtError
+from .errors import InputError, PvsmtError
 from .lang.parse import SpecLoader
 from .solve import Limits, Prover, Result, Verdict, exit_code
 
@@ -16,6 +16,8 @@ def run(args, overrides: dict[str, object]) -> int:
     start = time.perf_counter()
     loader = SpecLoader()
     todo = pairs(invariant_files(args.paths), args.spec, loader)
+    if not todo:
+        raise InputError(" ".join(args.paths), "no invariants to prove (the files define none)")
     limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000))
     prover = Prover(limits, overrides)
     results = [check(prover, inv, spec) for inv, spec in todo]

@@ -253,3 +253,17 @@ def test_same_output_across_processes(tmp_path):
     mask = lambda s: re.sub(r"\d+\.\d+s", "T", s)  # noqa: E731
     assert runs[0].returncode == runs[1].returncode == 1
     assert mask(runs[0].stdout) == mask(runs[1].stdout)
+
+
+def test_file_without_invariants_is_an_error(tmp_path, capsys):
+    f = write(tmp_path, "empty.inv", "# nothing here\n")
+    code, _, err = run(capsys, "prove", str(f))
+    assert code == 2 and "no invariants to prove" in err
+
+
+def test_deeply_nested_expression_is_an_error_not_a_traceback(tmp_path):
+    f = write(tmp_path, "deep.inv", 'invariant d {\n cite "x"\n specs xen\n prove ' + "not " * 3000 + "of\n}\n")
+    proc = subprocess.run([sys.executable, "-m", "pvsmt", "prove", "--spec", XEN, str(f)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "nested too deeply" in proc.stderr
