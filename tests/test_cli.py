@@ -267,3 +267,9 @@ def test_deeply_nested_expression_is_an_error_not_a_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "nested too deeply" in proc.stderr
+
+
+def test_bad_string_escape_is_located(tmp_path, capsys):
+    f = write(tmp_path, "s.spec", 'spec s "\\x"\n')
+    code, _, err = run(capsys, "explain", "--spec", str(f))
+    assert code == 2 and err.startswith(f"{f}:1:8: error: bad string")

@@ -96,7 +96,10 @@ class Builder:
         return Location(self.path)
 
     def string(self, token: Token) -> str:
-        return ast.literal_eval(str(token))
+        try:
+            return ast.literal_eval(str(token))
+        except (SyntaxError, ValueError) as exc:
+            raise InputError(self.at(token), f"bad string {token}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
 
     # ---- expressions ---------------------------------------------------------
     def expr(self, node, outcomes: bool = True) -> E.Expr:
