@@ -18,7 +18,7 @@ import z3
 
 from .concrete import ConcreteEnv, Config, Evaluation, evaluate
 from .encode import Encoding, Env, value_of
-from .errors import ModelDisagreement
+from .errors import ModelDisagreement, PvsmtError
 from .lang.parse import Invariant
 from .model import RULES, Rule
 from .spec import Spec
@@ -131,8 +131,29 @@ class Prover:
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=self._why(solver))
         if answer == z3.sat:
-            return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, solver.model()))
+            model = self._closest(enc, inv, violated) or solver.model()
+            return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, model))
         return self._relies(enc, solver, violated, rules)
+
+    def _closest(self, enc: Encoding, inv: Invariant, violated) -> z3.ModelRef | None:
+        """A counterexample changing as few knobs from the spec's defaults as possible (MaxSMT).
+
+        None when the spec has no complete defaults or the optimiser gives up; the
+        caller then keeps the solver's first model.
+        """
+        defaults = default_values(enc.spec)
+        if not defaults:
+            return None
+        env = Env(enc)
+        opt = z3.Optimize(ctx=enc.ctx)
+        opt.set("timeout", self.limits.timeout_ms or 60_000)
+        opt.add(enc.formula, *[enc.boolean(a.eval(env)) for a in inv.assumes], violated == z3.Not(
+            enc.boolean(inv.prove.eval(env))), violated, *enc.certain())
+        for name, value in defaults.items():
+            term = enc.term(name)
+            if not isinstance(term, (bool, int)):  # a spec fact made it a constant: nothing to prefer
+                opt.add_soft(term == (enc.boolean(value) if isinstance(value, bool) else int(value)))
+        return opt.model() if opt.check() == z3.sat else None
 
     def _why(self, solver: z3.Solver) -> str:
         """Z3's reason for `unknown`, naming the limits behind a cancellation."""
@@ -205,3 +226,14 @@ def config_from_model(enc: Encoding, model: z3.ModelRef) -> Config:
     """The model as a concrete configuration; table entries are read on demand."""
     values = {k.name: value_of(enc.state.vars[k.name], k.domain, model) for k in KNOBS}
     return Config(values, fill=lambda name: value_of(enc.term(name), domain_of(name), model))
+
+
+def default_values(spec: Spec) -> dict[str, object]:
+    """The spec's default value of every free scalar knob (empty if it has no complete defaults)."""
+    from .configure import resolve
+    try:
+        resolved = resolve(spec, {})
+    except PvsmtError:
+        return {}
+    return {name: value for name, value in resolved.config.values.items()
+            if resolved.source.get(name) == "default"}

@@ -273,3 +273,12 @@ def test_bad_string_escape_is_located(tmp_path, capsys):
     f = write(tmp_path, "s.spec", 'spec s "\\x"\n')
     code, _, err = run(capsys, "explain", "--spec", str(f))
     assert code == 2 and err.startswith(f"{f}:1:8: error: bad string")
+
+
+def test_counterexample_is_the_one_closest_to_the_spec_defaults(tmp_path, capsys):
+    # Any vector, prefix, guest kind or vendor would do; the defaults (PV64 user, Intel,
+    # no prefix, XTF's trap table) are what the report must show.
+    f = inv(tmp_path, "insn == int_n and tt[vector].present", "guest.event == exception and guest.vector == 13")
+    code, out, _ = run(capsys, "prove", str(f))
+    assert code == 1
+    assert "INT $0x80 (CD 80) [Intel-like, PV64 user, 64-bit code, CPL3]" in out
