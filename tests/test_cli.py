@@ -276,9 +276,10 @@ def test_bad_string_escape_is_located(tmp_path, capsys):
 
 
 def test_counterexample_is_the_one_closest_to_the_spec_defaults(tmp_path, capsys):
-    # Any vector, prefix, guest kind or vendor would do; the defaults (PV64 user, Intel,
-    # no prefix, XTF's trap table) are what the report must show.
-    f = inv(tmp_path, "insn == int_n and tt[vector].present", "guest.event == exception and guest.vector == 13")
+    # Any prefix, guest kind, mode or vendor would do; the defaults (PV64 user, Intel,
+    # 64-bit code, no prefix) are the unique closest choice and what the report must show.
+    f = inv(tmp_path, "insn == int_n and vector == 0x21 and tt[0x21].present and tt[0x21].dpl == 3",
+            "guest.event == exception and guest.vector == 13")
     code, out, _ = run(capsys, "prove", str(f))
     assert code == 1
-    assert "INT $0x80 (CD 80) [Intel-like, PV64 user, 64-bit code, CPL3]" in out
+    assert "INT $0x21 (CD 21) [Intel-like, PV64 user, 64-bit code, CPL3]" in out
