@@ -211,14 +211,21 @@ def _same_entry(a, b) -> bool:
 
 
 class SymbolicState:
-    """A configuration as Z3 constants: one per knob, one table term per table field."""
+    """A configuration as Z3 constants: one per knob, one table term per table field.
+
+    A knob the spec fixes outright is a Python constant, so every decision on it
+    folds away while the terms are built.
+    """
 
     def __init__(self, ops: Z3Ops, fixed: dict[str, object]):
         self.ops = ops
         ctx = ops.ctx
         self.vars: dict[str, object] = {}
         for knob in KNOBS:
-            var = z3.Bool(knob.name, ctx) if knob.domain.boolean else z3.Int(knob.name, ctx)
+            if knob.name in fixed:
+                var = fixed[knob.name]
+            else:
+                var = z3.Bool(knob.name, ctx) if knob.domain.boolean else z3.Int(knob.name, ctx)
             self.vars[knob.name] = var
             setattr(self, knob.attr, var)
         self.tables = {
@@ -243,8 +250,7 @@ class Encoding:
         self.ops = Z3Ops(self.ctx)
         facts = self._facts()
         fixed = {name: fs[0].values[0] for name, fs in facts.items()
-                 if "." in name and name.split(".")[0] in ("idt", "tt")
-                 and len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
+                 if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
         self.state = SymbolicState(self.ops, fixed)
         self.guests = spec.has_guests
         self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)
@@ -263,7 +269,8 @@ class Encoding:
         return facts
 
     def _domains(self) -> list:
-        return [in_domain(self.state.vars[k.name], k.domain) for k in KNOBS if not k.domain.boolean]
+        return [in_domain(self.state.vars[k.name], k.domain) for k in KNOBS
+                if not k.domain.boolean and not _is_py(self.state.vars[k.name])]
 
     def _axioms(self) -> list:
         axioms = AXIOMS + (GUEST_AXIOMS if self.guests else ())
