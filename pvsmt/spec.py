@@ -31,7 +31,6 @@ class Spec:
     name: str
     title: str
     path: str
-    delivery: Delivery = Delivery.IDT
     facts: dict[str, list[Fact]] = field(default_factory=dict)
     defaults: dict[str, list[Fact]] = field(default_factory=dict)
     parents: tuple[str, ...] = ()
@@ -43,6 +42,10 @@ class Spec:
         if not facts:
             return tuple(Guest)
         return tuple(v for v in Guest if all(v in f.values for f in facts if f.when is None))
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.fixed("delivery") or Delivery.IDT
 
     @property
     def has_guests(self) -> bool:

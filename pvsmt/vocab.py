@@ -127,6 +127,7 @@ class HwEvent(Label):
     SYSENTER = 3   # SYSENTER to SYSENTER_EIP
     CALL_GATE = 4  # far CALL transfers through the gate
     SHUTDOWN = 5   # triple fault
+    FRED = 6       # delivered as a FRED event of type `source` with `vector` (no IDT)
 
 
 class Source(Label):
@@ -281,6 +282,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("sig_read_fault", BOOL,
          "reading the 5-byte forced-emulation signature at %rip faults "
          "(the instruction sits within 5 bytes of an unreadable page)", guest_layer=True),
+    Knob("delivery", enum(Delivery), "event delivery: idt, or fred (CR4.FRED set)", system=True),
     Knob("efer.sce", BOOL, "EFER.SCE: SYSCALL enabled", system=True),
     Knob("sysenter_cs", enum(SysenterCS), "MSR_SYSENTER_CS null or not", system=True),
     Knob("gate_audit", BOOL,

@@ -303,9 +303,17 @@ def test_spec_extends_cycle_is_located_at_the_extends_line(tmp_path):
     assert at(err.where, tmp_path / "specs" / "b.spec", 3)
 
 
-def test_spec_fred_delivery_is_not_modelled(tmp_path):
-    err, path = spec_error(tmp_path, "spec s\ndelivery fred\n")
-    assert at(err.where, path, 2) and "FRED" in err.message
+def test_spec_delivery_statement_is_a_fact(tmp_path):
+    path = tmp_path / "s.spec"
+    path.write_text('spec s\ndelivery fred cite "traps-setup.c"\n')
+    spec = load_spec(path)
+    assert spec.delivery is Delivery.FRED and spec.fixed("delivery") is Delivery.FRED
+    assert spec.facts["delivery"][0].cite == ("traps-setup.c",)
+
+
+def test_spec_unknown_delivery_is_located(tmp_path):
+    err, path = spec_error(tmp_path, "spec s\ndelivery apic\n")
+    assert at(err.where, path, 2) and "unknown delivery 'apic'" in err.message
 
 
 def test_spec_missing_file(tmp_path):

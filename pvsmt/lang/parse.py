@@ -204,19 +204,19 @@ class SpecBuilder(Builder):
         if not parent_path.exists():
             raise InputError(self.at(node), f"no spec '{parent_name}' beside this one ({parent_path} not found)")
         parent = self.loader.load(parent_path, via=self.at(node))
-        spec.delivery = parent.delivery
         spec.facts = {k: list(v) for k, v in parent.facts.items()}
         spec.defaults = {k: list(v) for k, v in parent.defaults.items()}
         spec.parents = parent.parents + (parent.name,)
 
     def delivery(self, spec: Spec, node: Tree, first: bool):
-        word = str(node.children[0])
+        """`delivery fred` is the fact `set delivery = fred`."""
+        word, *meta = node.children
         try:
-            spec.delivery = Delivery.parse(word)
+            value = Delivery.parse(str(word))
         except ValueError as exc:
-            raise InputError(self.at(node.children[0]), f"unknown delivery '{word}': {exc}") from None
-        if spec.delivery is Delivery.FRED:
-            raise InputError(self.at(node.children[0]), "FRED delivery is not modelled yet (only 'idt')")
+            raise InputError(self.at(word), f"unknown delivery '{word}': {exc}") from None
+        cites, uncertain = self.meta(meta)
+        spec.add(Fact("delivery", (value,), self.at(node), None, cites, uncertain))
 
     def knob(self, node: Tree):
         name = ".".join(str(k) for k in node.children)

@@ -8,7 +8,7 @@ sentences are ours; the section names locate the facts.
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DF, GP, NONE, NP, OF, PF, UD, CodeMode, GateTable,
+from ..vocab import (BP, BR, DF, GP, NONE, NP, OF, PF, UD, CodeMode, Delivery, GateTable,
                      HwEvent, Insn, Kind, Msr, Source, SysenterCS, Vendor)
 from .outcome import HwOutcome
 from .rules import Rule, State, case
@@ -79,6 +79,30 @@ NESTED_SHUTDOWN = R("hw.nested.shutdown", "IDT[0x08] not present while deliverin
                     SDM_DF)
 
 
+FRED_SPEC = "Intel FRED specification (doc. 346446) 'Event Delivery'; Xen include/asm/x86-defns.h L224-230"
+FRED = R("hw.fred.deliver", "FRED: delivered as a {source} event, vector {vector:#04x}: no IDT, no gate DPL "
+         "or present check", f"{FRED_SPEC}; reference 2.5")
+FRED_SYSCALL = R("hw.fred.syscall", "FRED: SYSCALL is delivered as an OTHER event, vector 1",
+                 f"{FRED_SPEC}; Xen traps.c L2385-2437; reference 2.5")
+FRED_SYSCALL_INTEL_COMPAT = R(
+    "hw.fred.syscall.intel_compat", "FRED: SYSCALL outside 64-bit mode on an Intel-like CPU: #UD",
+    "SDM Vol.2B 'SYSCALL'; reference 3.7 and 6 row 30",
+    uncertain="Intel FRED hardware may deliver SYSCALL from compatibility mode as an OTHER/1 event "
+              "instead of #UD; Xen's code copes with both (reference 3.7, row 30)")
+FRED_SYSENTER = R("hw.fred.sysenter", "FRED: SYSENTER is delivered as an OTHER event, vector 2",
+                  f"{FRED_SPEC}; Xen traps.c L2439-2467",
+                  uncertain="init_fred never programs MSR_SYSENTER_CS; whether FRED applies the null-CS "
+                            "#GP(0) check is not stated (reference 3.8, row 35)")
+FRED_SYSENTER_AMD = R("hw.fred.sysenter.amd", "FRED on an AMD-like CPU: SYSENTER in long mode: #UD",
+                      "AMD APM Vol.3 'SYSENTER'; reference 3.8, 6 row 31",
+                      uncertain="Xen's code assumes FRED-capable AMD parts still #UD SYSENTER in long "
+                                "mode (reference 3.8)")
+
+
+def fred(s: State) -> object:
+    return s.delivery == Delivery.FRED
+
+
 def idt_ec(vector, ext: bool = False):
     """The error code naming IDT vector `vector`: (vector << 3) | IDT | EXT."""
     return vector * 8 + 2 + (1 if ext else 0)
@@ -131,6 +155,9 @@ def syscall(s: State) -> HwOutcome:
     o = s.ops
     return o.decide(
         case(o.not_(s.efer_sce), SYSCALL_SCE, lambda: exception(s, UD)),
+        case(o.all(fred(s), s.mode == CodeMode.COMPAT, s.vendor == Vendor.INTEL), FRED_SYSCALL_INTEL_COMPAT,
+             lambda: exception(s, UD), alternatives=lambda: [HwOutcome(HwEvent.SYSCALL)]),
+        case(fred(s), FRED_SYSCALL, lambda: HwOutcome(HwEvent.SYSCALL)),
         case(o.all(s.mode == CodeMode.COMPAT, s.vendor == Vendor.INTEL), SYSCALL_INTEL_COMPAT,
              lambda: exception(s, UD)),
         case(s.mode == CodeMode.LONG64, SYSCALL_LSTAR, lambda: HwOutcome(HwEvent.SYSCALL, msr=Msr.LSTAR)),
@@ -141,6 +168,10 @@ def syscall(s: State) -> HwOutcome:
 def sysenter(s: State) -> HwOutcome:
     o = s.ops
     return o.decide(
+        case(o.all(fred(s), s.vendor == Vendor.AMD), FRED_SYSENTER_AMD, lambda: exception(s, UD),
+             alternatives=lambda: [HwOutcome(HwEvent.SYSENTER)]),
+        case(fred(s), FRED_SYSENTER, lambda: HwOutcome(HwEvent.SYSENTER),
+             alternatives=lambda: [exception(s, GP, 0)]),
         case(s.vendor == Vendor.AMD, SYSENTER_AMD, lambda: exception(s, UD)),
         case(s.sysenter_cs == SysenterCS.NULL, SYSENTER_NULL, lambda: exception(s, GP, 0)),
         case(True, SYSENTER_OK, lambda: HwOutcome(HwEvent.SYSENTER)),
@@ -181,6 +212,8 @@ def software(s: State, vector, source: Source) -> HwOutcome:
     o = s.ops
     dpl = s.idt("dpl", vector)
     return o.decide(
+        case(fred(s), FRED, lambda: HwOutcome(HwEvent.FRED, vector, NONE, source, Kind.TRAP),
+             source=source, vector=vector),
         case(dpl < s.cpl, SW_DPL, lambda: exception(s, GP, idt_ec(vector)),
              vector=vector, dpl=dpl, cpl=s.cpl, ec=idt_ec(vector)),
         case(o.not_(s.idt("present", vector)), SW_NP, lambda: exception(s, NP, idt_ec(vector)),
@@ -194,6 +227,8 @@ def int1(s: State) -> HwOutcome:
     """ICEBP: no DPL check; a not-present gate gives #NP with EXT set."""
     o = s.ops
     return o.decide(
+        case(fred(s), FRED, lambda: HwOutcome(HwEvent.FRED, 1, NONE, Source.PRIV_SW_EXC, Kind.TRAP),
+             source=Source.PRIV_SW_EXC, vector=1),
         case(s.idt("present", 1), DELIVER, lambda: delivered(s, 1, NONE, Source.PRIV_SW_EXC, Kind.TRAP),
              vector=1, gate_type=s.idt("type", 1)),
         case(True, NESTED_NP, lambda: exception(s, NP, idt_ec(1, ext=True)), vector=1, ec=idt_ec(1, ext=True)),
@@ -204,6 +239,8 @@ def exception(s: State, vector: int, error_code=NONE) -> HwOutcome:
     """Deliver hardware exception `vector` (a fault); a missing gate cascades."""
     o = s.ops
     return o.decide(
+        case(fred(s), FRED, lambda: HwOutcome(HwEvent.FRED, vector, error_code, Source.HW_EXC, Kind.FAULT),
+             source=Source.HW_EXC, vector=vector),
         case(s.idt("present", vector), DELIVER,
              lambda: delivered(s, vector, error_code, Source.HW_EXC, Kind.FAULT),
              vector=vector, gate_type=s.idt("type", vector)),
