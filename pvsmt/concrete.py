@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .model import AXIOMS, GUEST_AXIOMS, GuestOutcome, HwOutcome, cpu_event, xen_idt_event
+from .model import AXIOMS, GUEST_AXIOMS, GuestOutcome, HwOutcome, cpu_event, xen_event
 from .model.axioms import Axiom
 from .model.rules import Case, Rule
 from .vocab import KNOBS, NONE, TABLE, Label
@@ -134,7 +134,7 @@ def evaluate(config: Config, guests: bool = True) -> Evaluation:
     trace: list[Step] = []
     state = ConcreteState(config, ConcreteOps(trace))
     hw = cpu_event(state)
-    guest = xen_idt_event(state, hw) if guests else None
+    guest = xen_event(state, hw) if guests else None
     return Evaluation(hw, guest, tuple(trace), tuple(state.reads))
 
 

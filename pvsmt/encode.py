@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 
 import z3
 
-from .model import AXIOMS, GUEST_AXIOMS, HwOutcome, cpu_event, xen_idt_event
+from .model import AXIOMS, GUEST_AXIOMS, HwOutcome, cpu_event, xen_event
 from .model.rules import Case
 from .spec import Fact, Spec, is_system
 from .vocab import GUEST_FIELDS, HW_FIELDS, KNOBS, TABLES, Domain
@@ -255,7 +255,7 @@ class Encoding:
         self.guests = spec.has_guests
         self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)
         self.hw = cpu_event(self.state)
-        self.guest = xen_idt_event(self.state, self.hw) if self.guests else None
+        self.guest = xen_event(self.state, self.hw) if self.guests else None
 
     def _facts(self) -> dict[str, list[Fact]]:
         """The spec's facts, with --set replacing system facts and adding to the others."""

@@ -10,7 +10,7 @@ from tabulate import tabulate
 from .concrete import Config, Evaluation
 from .model.outcome import GuestOutcome, HwOutcome
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
-                    Kind, Label, Source, Vendor)
+                    Kind, Label, Msr, Source, Vendor)
 
 MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
@@ -27,12 +27,17 @@ def exc(vector: int, error_code: int = NONE) -> str:
 
 
 def hw_text(hw: HwOutcome) -> str:
+    if hw.event == HwEvent.FRED:
+        what = f"INT {hw.vector:#04x}" if hw.source == Source.SW_INT else exc(hw.vector, hw.error_code)
+        return f"FRED {hw.source.label.upper()} event: {what}"
+    if hw.event == HwEvent.SYSCALL and hw.msr == Msr.NONE:
+        return "FRED OTHER event 1 (SYSCALL)"
     if hw.event == HwEvent.IDT:
         if hw.source == Source.SW_INT:
             return f"INT {hw.vector:#04x} via IDT[{hw.vector:#04x}]"
         return f"{exc(hw.vector, hw.error_code)} {hw.kind.label} via IDT[{hw.vector:#04x}]"
     return {HwEvent.NONE: "no event", HwEvent.SYSCALL: f"SYSCALL via {hw.msr.label.upper()}",
-            HwEvent.SYSENTER: "SYSENTER via SYSENTER_EIP", HwEvent.CALL_GATE: "transfer through the call gate",
+            HwEvent.SYSENTER: "SYSENTER entry (SYSENTER_EIP, or a FRED OTHER event 2)", HwEvent.CALL_GATE: "transfer through the call gate",
             HwEvent.SHUTDOWN: "shutdown (triple fault)"}[hw.event]
 
 

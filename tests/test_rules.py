@@ -3,12 +3,13 @@
 from collections import Counter
 
 from pvsmt.model import RULES
-from pvsmt.model import hardware as hw, xen_idt as xen
+from pvsmt.model import hardware as hw, xen as dispatch, xen_fred as fred, xen_idt as xen
 from pvsmt.model.rules import Rule
 
 
 def test_rule_names_are_unique_across_layers():
-    names = [r.name for m in (hw, xen) for r in vars(m).values() if isinstance(r, Rule)]
+    rules = {id(r): r for m in (hw, xen, fred, dispatch) for r in vars(m).values() if isinstance(r, Rule)}
+    names = [r.name for r in rules.values()]
     assert [n for n, c in Counter(names).items() if c > 1] == []
     assert len(RULES) == len(set(names))
 
@@ -23,4 +24,5 @@ def test_every_rule_cites_a_source_and_says_something():
 def test_uncertain_rules_are_the_ones_the_reference_marks():
     uncertain = {r.name for r in RULES.values() if r.uncertain}
     assert uncertain == {"hw.bound.long64", "xen.sysenter.pv64_kernel", "xen.emul_gate.not_present_dpl0",
-                         "hw.fred.syscall.intel_compat", "hw.fred.sysenter", "hw.fred.sysenter.amd"}
+                         "hw.fred.syscall.intel_compat", "hw.fred.sysenter", "hw.fred.sysenter.amd",
+                         "xen.fred.sysenter.pv64_kernel"}

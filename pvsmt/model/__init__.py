@@ -6,16 +6,19 @@ pvsmt.encode (Z3 terms).  Neither backend is imported here.
 """
 
 from . import hardware as _hardware_rules
+from . import xen as _xen_dispatch
+from . import xen_fred as _fred_rules
 from . import xen_idt as _xen_rules
 from .axioms import AXIOMS, GUEST_AXIOMS
 from .hardware import cpu_event
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule
-from .xen_idt import xen_idt_event
+from .xen import xen_event
 
 #: Every rule of the model, by name.
 RULES: dict[str, Rule] = {
-    r.name: r for m in (_hardware_rules, _xen_rules) for r in vars(m).values() if isinstance(r, Rule)
+    r.name: r for m in (_hardware_rules, _xen_rules, _fred_rules, _xen_dispatch)
+    for r in vars(m).values() if isinstance(r, Rule)
 }
 
-__all__ = ["AXIOMS", "GUEST_AXIOMS", "RULES", "GuestOutcome", "HwOutcome", "Rule", "cpu_event", "xen_idt_event"]
+__all__ = ["AXIOMS", "GUEST_AXIOMS", "RULES", "GuestOutcome", "HwOutcome", "Rule", "cpu_event", "xen_event"]

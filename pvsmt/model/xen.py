@@ -1,0 +1,20 @@
+"""Xen: the entry path the spec's event delivery (IDT or FRED) selects."""
+
+from __future__ import annotations
+
+from ..vocab import Delivery
+from .outcome import GuestOutcome, HwOutcome
+from .rules import Rule, State, case
+from .xen_fred import xen_fred_event
+from .xen_idt import xen_idt_event
+
+VIA_IDT = Rule("xen.via_idt", "IDT delivery (opt_fred=0)", "Xen traps-setup.c L378-432 (traps_init)")
+VIA_FRED = Rule("xen.via_fred", "FRED delivery (opt_fred=1)", "Xen traps-setup.c L378-432 (traps_init), L292-319")
+
+
+def xen_event(s: State, hw: HwOutcome) -> GuestOutcome:
+    """What the PV guest sees when the CPU raised `hw`."""
+    return s.ops.decide(
+        case(s.delivery == Delivery.IDT, VIA_IDT, lambda: xen_idt_event(s, hw)),
+        case(True, VIA_FRED, lambda: xen_fred_event(s, hw)),
+    )
