@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import report
 from .discover import invariant_files, pairs
@@ -19,14 +20,33 @@ def run(args, overrides: dict[str, object]) -> int:
     if not todo:
         raise InputError(" ".join(args.paths), "no invariants to prove (the files define none)")
     limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000))
-    prover = Prover(limits, overrides)
-    results = [check(prover, inv, spec) for inv, spec in todo]
+    results = check_all(todo, limits, overrides)
     print(report.results_table(results))
     for line in report.details(results, args.verbose):
         print(line)
     print()
     print(report.summary(results, time.perf_counter() - start))
     return exit_code(r.verdict for r in results)
+
+
+def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[Result]:
+    """Check every pair, in order.  Each spec's checks run in one thread with its own
+    Prover (and Z3 context), always in the same order, so the results do not depend
+    on scheduling; Z3 releases the GIL while it solves, so two specs solve at once."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, spec) in enumerate(todo):
+        groups.setdefault(spec.path, []).append(i)
+    buckets: list[list[int]] = [[] for _ in range(workers)]
+    for indexes in sorted(groups.values(), key=len, reverse=True):
+        min(buckets, key=len).extend(indexes)
+
+    def run_bucket(indexes: list[int]) -> list[tuple[int, Result]]:
+        prover = Prover(limits, overrides)
+        return [(i, check(prover, *todo[i])) for i in indexes]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = dict(pair for part in pool.map(run_bucket, buckets) for pair in part)
+    return [done[i] for i in range(len(todo))]
 
 
 def check(prover: Prover, inv, spec) -> Result:
