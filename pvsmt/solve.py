@@ -11,6 +11,7 @@ to say which uncertain facts it relies on.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -100,6 +101,7 @@ class Prover:
         self.limits = limits
         self.overrides = dict(overrides or {})
         self._encodings: dict[str, Encoding] = {}
+        self._solvers: dict[str, z3.Solver] = {}
         self.ctx = z3.Context()  # one per prover: a run does not depend on earlier runs
 
     def encoding(self, spec: Spec) -> Encoding:
@@ -118,10 +120,13 @@ class Prover:
             return Verdict.VACUOUS, dict(reason=f"spec {spec.name} has no PV guests (guest = none); "
                                                 f"the invariant is about the guest layer")
         enc = self.encoding(spec)
-        solver, violated = self._pose(enc, inv)
+        with self._posed(enc, inv) as (solver, violated):
+            return self._decide(enc, inv, solver, violated)
+
+    def _decide(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated):
         answer = solver.check(*enc.certain())
         if answer == z3.unsat:
-            return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {spec.name}")
+            return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {enc.spec.name}")
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {self._why(solver)}")
         rules = uncertain_rules(enc)
@@ -166,20 +171,34 @@ class Prover:
     def violations_satisfy(self, inv: Invariant, spec: Spec, witness) -> bool | None:
         """Does every counterexample satisfy `witness`?  None when the solver cannot tell."""
         enc = self.encoding(spec)
-        solver, violated = self._pose(enc, inv)
-        solver.add(z3.Not(enc.boolean(witness.eval(Env(enc)))))
-        answer = solver.check(*enc.certain(), violated)
+        with self._posed(enc, inv) as (solver, violated):
+            solver.add(z3.Not(enc.boolean(witness.eval(Env(enc)))))
+            answer = solver.check(*enc.certain(), violated)
         return None if answer == z3.unknown else answer == z3.unsat
 
-    def _pose(self, enc: Encoding, inv: Invariant):
-        """A solver holding the spec and the assumptions; the second value, assumed, negates the property."""
+    @contextmanager
+    def _posed(self, enc: Encoding, inv: Invariant):
+        """The spec's solver with the invariant's assumptions in a scope of their own, and
+        `violated`, which (assumed) negates the property.  The spec itself is asserted once
+        per spec; verdicts do not depend on what earlier scopes did."""
         env = Env(enc)
         assumes = [enc.boolean(a.eval(env)) for a in inv.assumes]
         prop = enc.boolean(inv.prove.eval(env))
         violated = z3.Bool("violated!", enc.ctx)
-        solver = new_solver(self.limits, enc.ctx)
-        solver.add(enc.formula, *assumes, violated == z3.Not(prop))
-        return solver, violated
+        solver = self._solver(enc)
+        solver.push()
+        try:
+            solver.add(*assumes, violated == z3.Not(prop))
+            yield solver, violated
+        finally:
+            solver.pop()
+
+    def _solver(self, enc: Encoding) -> z3.Solver:
+        if enc.spec.path not in self._solvers:
+            solver = new_solver(self.limits, enc.ctx)
+            solver.add(enc.formula)
+            self._solvers[enc.spec.path] = solver
+        return self._solvers[enc.spec.path]
 
     def _relies(self, enc: Encoding, solver: z3.Solver, violated, rules):
         """A proof relies on an uncertain rule if it fails with that rule's outcome free."""
