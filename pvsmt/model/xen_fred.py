@@ -13,6 +13,7 @@ from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
 from .xen_idt import (DB_DEBUG, GATE_RAW, INT3_DEBUG, NOTHING, SHUTDOWN, G, debug_event, general_protection,
                       inject, invalid_op, kernel, not_present, permitted)
+from .xen_idt import callback as idt_callback
 
 R = Rule
 ENTRY = R("xen.fred.entry", "entry_FRED_R3 -> entry_from_pv: a {source} event, vector {vector:#04x}",
@@ -52,6 +53,7 @@ CB_MISSING_UD = R("xen.fred.callback.none_ud", "no {callback} callback: %rip -= 
                   "Xen traps.c L2419-2435; reference 7 items 3 and 4")
 CB_MISSING_GP = R("xen.fred.callback.none_gp", "no {callback} callback: #GP(0), frame rip=0, no rewind",
                   "Xen traps.c L2456-2463; reference 1.1 item 2")
+CALLBACK_RULES = (CB_BOUNCE, CB_MISSING_UD, CB_MISSING_GP)
 SYSENTER = R("xen.fred.sysenter", "OTHER/2 (SYSENTER): frame rebuilt (rip=0, cs=3, rsp=0); sysenter callback",
              "Xen traps.c L2439-2467; reference 6 row 35")
 SYSENTER_K64 = R("xen.fred.sysenter.pv64_kernel",
@@ -123,12 +125,6 @@ def sysenter(s: State) -> GuestOutcome:
 
 
 def callback(s: State, which: Callback, registered, missing: int) -> GuestOutcome:
-    """pv_inject_callback, or the fault Xen substitutes when none is registered."""
-    o = s.ops
-    ec = 0 if missing == GP else NONE
-    return o.decide(
-        case(registered, CB_BOUNCE, lambda: G(GuestEvent.CALLBACK, callback=which), callback=which),
-        case(True, CB_MISSING_UD if missing == UD else CB_MISSING_GP,
-             lambda: inject(s, missing, ec, Source.HW_EXC, Kind.FAULT), callback=which),
-    )
+    """pv_inject_callback, or the fault Xen substitutes (rewinding by the whole instruction)."""
+    return idt_callback(s, which, registered, missing, rules=CALLBACK_RULES)
 

@@ -327,13 +327,18 @@ def sysenter_entry(s: State) -> GuestOutcome:
     )
 
 
-def callback(s: State, which: Callback, registered, missing: int) -> GuestOutcome:
+#: The rules of a callback bounce: registered, missing (#UD), missing (#GP(0)).
+CALLBACK_RULES = (CB_BOUNCE, CB_MISSING_UD, CB_MISSING_GP)
+
+
+def callback(s: State, which: Callback, registered, missing: int, rules=CALLBACK_RULES) -> GuestOutcome:
     """Bounce to a registered callback, else the fault Xen substitutes (#UD or #GP(0))."""
     o = s.ops
+    bounce, missing_ud, missing_gp = rules
     ec = 0 if missing == GP else NONE
     return o.decide(
-        case(registered, CB_BOUNCE, lambda: G(GuestEvent.CALLBACK, callback=which), callback=which),
-        case(True, CB_MISSING_UD if missing == UD else CB_MISSING_GP,
+        case(registered, bounce, lambda: G(GuestEvent.CALLBACK, callback=which), callback=which),
+        case(True, missing_ud if missing == UD else missing_gp,
              lambda: inject(s, missing, ec, Source.HW_EXC, Kind.FAULT), callback=which),
     )
 
