@@ -86,7 +86,7 @@ class Z3Ops:
         return a // n if _is_py(a) else a / n
 
     def mod(self, a, n):
-        return a % n if _is_py(a) else a % n
+        return a % n  # Python's and Z3's agree for a non-negative divisor
 
     def ite(self, c, a, b):
         if isinstance(c, bool):

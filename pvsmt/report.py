@@ -10,7 +10,7 @@ from tabulate import tabulate
 from .concrete import Config, Evaluation
 from .model.outcome import GuestOutcome, HwOutcome
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
-                    Kind, Label, Msr, Source, Vendor)
+                    Kind, Label, Msr, Source, Vendor, domain_of)
 
 MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
@@ -89,12 +89,8 @@ def one_line(config: Config, ev: Evaluation, guests: bool) -> str:
 
 # ---- configurations ----------------------------------------------------------------
 
-def _domain(name: str):
-    return KNOB[name].domain if name in KNOB else TABLE[name.split(".")[0]].fields[name.split(".")[2]]
-
-
 def value_text(name: str, value) -> str:
-    return _domain(name).format(value)
+    return domain_of(name).format(value)
 
 
 def config_lines(config: Config, names, source: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -219,7 +215,7 @@ def explain_json(spec, resolved, ev: Evaluation) -> dict:
             guest["kind"] = None
     return {
         "spec": spec.name,
-        "config": {n: _json_value(_domain(n), resolved.config.get(n)) for n in names},
+        "config": {n: _json_value(domain_of(n), resolved.config.get(n)) for n in names},
         "defaulted": [n for n in names if resolved.source.get(n) == "default"],
         "hardware": hardware_json(ev.hw),
         "guest": guest,

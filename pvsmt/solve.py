@@ -23,7 +23,7 @@ from .errors import ModelDisagreement, PvsmtError
 from .lang.parse import Invariant
 from .model import RULES, Rule
 from .spec import Spec
-from .vocab import KNOB, KNOBS, TABLE, Domain
+from .vocab import KNOBS, domain_of
 
 
 class Verdict(Enum):
@@ -232,13 +232,6 @@ class Prover:
 def uncertain_rules(enc: Encoding) -> list[Rule]:
     """The UNCERTAIN rules that appear in this encoding."""
     return [r for r in RULES.values() if r.uncertain and r.name in enc.ops.used]
-
-
-def domain_of(name: str) -> Domain:
-    if name in KNOB:
-        return KNOB[name].domain
-    table, _, field = name.split(".")
-    return TABLE[table].fields[field]
 
 
 def config_from_model(enc: Encoding, model: z3.ModelRef) -> Config:

@@ -317,6 +317,14 @@ TABLES: tuple[Table, ...] = (
 TABLE = {t.name: t for t in TABLES}
 
 
+def domain_of(name: str) -> Domain:
+    """The domain of a knob (`efer.sce`) or a table entry (`tt.0x80.dpl`)."""
+    if name in KNOB:
+        return KNOB[name].domain
+    table, _, field = name.split(".")
+    return TABLE[table].fields[field]
+
+
 # --- outcome fields ----------------------------------------------------------
 
 OPT_VECTOR = Domain(lo=0, hi=255, optional=True)
