@@ -102,6 +102,7 @@ class Prover:
         self.overrides = dict(overrides or {})
         self._encodings: dict[str, Encoding] = {}
         self._solvers: dict[str, z3.Solver] = {}
+        self._defaults: dict[str, dict[str, object]] = {}
         self.ctx = z3.Context()  # one per prover: a run does not depend on earlier runs
 
     def encoding(self, spec: Spec) -> Encoding:
@@ -115,15 +116,15 @@ class Prover:
         return Result(inv, spec, verdict, time.perf_counter() - start, **extra)
 
     def _check(self, inv: Invariant, spec: Spec):
-        """Vacuity, then refutation, then reliance on uncertain rules: one incremental solver."""
+        """Vacuity, then refutation, then reliance on uncertain rules, in one solver scope."""
         if inv.guest_level and not spec.has_guests:
             return Verdict.VACUOUS, dict(reason=f"spec {spec.name} has no PV guests (guest = none); "
                                                 f"the invariant is about the guest layer")
         enc = self.encoding(spec)
-        with self._posed(enc, inv) as (solver, violated):
-            return self._decide(enc, inv, solver, violated)
+        with self._posed(enc, inv) as (solver, violated, posed):
+            return self._decide(enc, inv, solver, violated, posed)
 
-    def _decide(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated):
+    def _decide(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list):
         answer = solver.check(*enc.certain())
         if answer == z3.unsat:
             return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {enc.spec.name}")
@@ -136,24 +137,25 @@ class Prover:
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=self._why(solver))
         if answer == z3.sat:
-            model = self._closest(enc, inv, violated) or solver.model()
+            model = self._closest(enc, posed) or solver.model()
             return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, model))
         return self._relies(enc, solver, violated, rules)
 
-    def _closest(self, enc: Encoding, inv: Invariant, violated) -> z3.ModelRef | None:
+    def _closest(self, enc: Encoding, posed: list) -> z3.ModelRef | None:
         """A counterexample changing as few knobs from the spec's defaults as possible (MaxSMT).
 
+        `posed` is what `_posed` asserted for the invariant, with `violated` assumed.
         None when the spec has no complete defaults or the optimiser gives up; the
         caller then keeps the solver's first model.
         """
-        defaults = default_values(enc.spec)
+        if enc.spec.path not in self._defaults:
+            self._defaults[enc.spec.path] = default_values(enc.spec)
+        defaults = self._defaults[enc.spec.path]
         if not defaults:
             return None
-        env = Env(enc)
         opt = z3.Optimize(ctx=enc.ctx)
         opt.set("timeout", self.limits.timeout_ms or 60_000)
-        opt.add(enc.formula, *[enc.boolean(a.eval(env)) for a in inv.assumes], violated == z3.Not(
-            enc.boolean(inv.prove.eval(env))), violated, *enc.certain())
+        opt.add(enc.formula, *posed, *enc.certain())
         for name, value in defaults.items():
             term = enc.term(name)
             if not isinstance(term, (bool, int)):  # a spec fact made it a constant: nothing to prefer
@@ -171,25 +173,26 @@ class Prover:
     def violations_satisfy(self, inv: Invariant, spec: Spec, witness) -> bool | None:
         """Does every counterexample satisfy `witness`?  None when the solver cannot tell."""
         enc = self.encoding(spec)
-        with self._posed(enc, inv) as (solver, violated):
+        with self._posed(enc, inv) as (solver, violated, _):
             solver.add(z3.Not(enc.boolean(witness.eval(Env(enc)))))
             answer = solver.check(*enc.certain(), violated)
         return None if answer == z3.unknown else answer == z3.unsat
 
     @contextmanager
     def _posed(self, enc: Encoding, inv: Invariant):
-        """The spec's solver with the invariant's assumptions in a scope of their own, and
-        `violated`, which (assumed) negates the property.  The spec itself is asserted once
-        per spec; verdicts do not depend on what earlier scopes did."""
+        """The spec's solver with the invariant's assumptions in a scope of their own;
+        `violated`, assumed, negates the property; `posed` lists what was asserted (with
+        `violated` itself).  The spec is asserted once per spec; verdicts do not depend
+        on what earlier scopes did."""
         env = Env(enc)
-        assumes = [enc.boolean(a.eval(env)) for a in inv.assumes]
-        prop = enc.boolean(inv.prove.eval(env))
         violated = z3.Bool("violated!", enc.ctx)
+        asserted = [enc.boolean(a.eval(env)) for a in inv.assumes]
+        asserted.append(violated == z3.Not(enc.boolean(inv.prove.eval(env))))
         solver = self._solver(enc)
         solver.push()
         try:
-            solver.add(*assumes, violated == z3.Not(prop))
-            yield solver, violated
+            solver.add(*asserted)
+            yield solver, violated, asserted + [violated]
         finally:
             solver.pop()
 
@@ -201,7 +204,7 @@ class Prover:
         return self._solvers[enc.spec.path]
 
     def _relies(self, enc: Encoding, solver: z3.Solver, violated, rules):
-        """A proof relies on an uncertain rule if it fails with that rule's outcome free."""
+        """A proof relies on an uncertain rule if one of that rule's alternatives breaks it."""
         relies, unknown = [], []
         for rule in rules:
             answer = solver.check(*enc.certain(rule.name), violated)
@@ -241,7 +244,8 @@ def config_from_model(enc: Encoding, model: z3.ModelRef) -> Config:
 
 
 def default_values(spec: Spec) -> dict[str, object]:
-    """The spec's default value of every free scalar knob (empty if it has no complete defaults)."""
+    """The spec's default for every name it leaves to defaults, knobs and table entries
+    (empty if it has no complete defaults)."""
     from .configure import resolve
     try:
         resolved = resolve(spec, {})
