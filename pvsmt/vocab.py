@@ -171,6 +171,27 @@ class Callback(Label):
     SYSENTER = 3
 
 
+class Rip(Label):
+    """Where the %rip the guest sees (in its frame, or on resuming) points."""
+
+    NONE = 0    # no guest frame: the domain crashed or was paused, or Xen crashed
+    INSN = 1    # at the first byte of the instruction (a fault, or rewound by the full length)
+    OPCODE = 2  # past the prefixes, at the opcode: rewound by the un-prefixed length (2)
+    NEXT = 3    # after the instruction (a trap, a hypercall's return, SYSCALL's %rcx)
+    ZERO = 4    # 0: SYSENTER's stripped frame (rip=0, cs=3)
+    TARGET = 5  # the target of an emulated call gate
+
+
+class MaskFlag(Label):
+    """Which flag decides whether a bounce masks event delivery (sets the upcall mask)."""
+
+    NONE = 0       # no bounce
+    TT_IF = 1      # TI_GET_IF of the trap table entry (pv_inject_event, entry_int80)
+    SYSCALL = 2    # VGCF_syscall_disables_events
+    SYSCALL32 = 3  # syscall32_disables_events
+    SYSENTER = 4   # sysenter_disables_events
+
+
 # --- domains -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -266,7 +287,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("cpl", DPL, "current privilege level (derived from guest and guest_mode in Xen specs)"),
     Knob("insn", enum(Insn), "the instruction executed"),
     Knob("vector", VECTOR, "N of INT $N"),
-    Knob("prefix", enum(Prefix), "prefix form of INT $N"),
+    Knob("prefix", enum(Prefix), "prefix form of INT $N or SYSCALL"),
     Knob("of", BOOL, "RFLAGS.OF (for INTO)"),
     Knob("bound.in_range", BOOL, "BOUND: the index is within the bounds"),
     Knob("gate.table", enum(GateTable), "far CALL: the selector's table (TI bit)"),
@@ -349,6 +370,8 @@ GUEST_FIELDS: dict[str, Domain] = {
     "type": enum(Source),
     "kind": enum(Kind),
     "callback": enum(Callback),
+    "rip": enum(Rip),
+    "masked_by": enum(MaskFlag),
 }
 
 # Architectural vector numbers (SDM Vol.3A Table 6-1).

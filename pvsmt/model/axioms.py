@@ -26,8 +26,8 @@ def _rex_long64(s: State):
     return s.ops.any(s.prefix != Prefix.REX, s.mode == CodeMode.LONG64)
 
 
-def _prefix_int_n(s: State):
-    return s.ops.any(s.prefix == Prefix.NONE, s.insn == Insn.INT_N)
+def _prefix_modelled(s: State):
+    return s.ops.any(s.prefix == Prefix.NONE, s.insn == Insn.INT_N, s.insn == Insn.SYSCALL)
 
 
 def _pv32_compat(s: State):
@@ -48,8 +48,8 @@ def _pv32_cpl(s: State):
 AXIOMS: tuple[Axiom, ...] = (
     Axiom("rex_needs_long64", "a REX prefix exists only in 64-bit code (0x40-0x4f are INC/DEC in 32-bit code)",
           _rex_long64, "SDM Vol.2A 'REX Prefixes'", ("prefix", "mode")),
-    Axiom("prefix_only_int_n", "the prefix form is modelled for INT $N only", _prefix_int_n,
-          "reference 8.1 (the prefix matters to Xen's INT $N emulation)", ("prefix", "insn")),
+    Axiom("prefix_modelled", "the prefix form is modelled for INT $N and SYSCALL only", _prefix_modelled,
+          "reference 8.1 (INT $N emulation), 7 item 3 (rewinding by 2 or by the full length)", ("prefix", "insn")),
 )
 
 #: Axioms that hold where PV guests exist.

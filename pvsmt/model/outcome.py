@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..vocab import NONE, Callback, GateType, GuestEvent, HwEvent, Kind, Msr, Source
+from ..vocab import GUEST_FIELDS, NONE, Callback, GateType, GuestEvent, HwEvent, Kind, MaskFlag, Msr, Rip, Source
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,12 @@ class HwOutcome:
 
 @dataclass(frozen=True)
 class GuestOutcome:
-    """What the PV guest sees (fields: vocab.GUEST_FIELDS)."""
+    """What the PV guest sees (fields: vocab.GUEST_FIELDS).
+
+    `unspecified` is a bit set over GUEST_FIELDS (bit i: the i-th field): the
+    fields an account of the ABI leaves open (a document that is silent).  Xen's
+    code specifies every field.
+    """
 
     event: GuestEvent
     vector: int = NONE
@@ -30,4 +35,17 @@ class GuestOutcome:
     type: Source = Source.NONE
     kind: Kind = Kind.NONE
     callback: Callback = Callback.NONE
+    rip: Rip = Rip.NONE
+    masked_by: MaskFlag = MaskFlag.NONE
+    unspecified: int = 0
+
+
+#: The bit of each guest field in GuestOutcome.unspecified.
+UNSPECIFIED_BIT = {name: 1 << i for i, name in enumerate(GUEST_FIELDS)}
+ALL_UNSPECIFIED = sum(UNSPECIFIED_BIT.values())
+
+
+def unspecified(*names: str) -> int:
+    """The `unspecified` bit set naming these guest fields."""
+    return sum(UNSPECIFIED_BIT[n] for n in names)
 

@@ -8,11 +8,13 @@ do_invalid_op, handle_DB) are the ones IDT mode uses (xen_idt.py).
 
 from __future__ import annotations
 
-from ..vocab import BP, BR, DB, GP, NONE, NP, OF, UD, Callback, CodeMode, Guest, GuestEvent, HwEvent, Kind, Source
+from ..vocab import (BP, BR, DB, GP, NONE, NP, OF, UD, Callback, CodeMode, Guest, GuestEvent, HwEvent, Kind,
+                     MaskFlag, Source)
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
 from .xen_idt import (DB_DEBUG, GATE_RAW, INT3_DEBUG, NOTHING, SHUTDOWN, G, debug_event, general_protection,
-                      inject, invalid_op, kernel, not_present, permitted)
+                      at_insn, frame_zero, inject, invalid_op, kernel, not_present, permitted,
+                      resumes)
 from .xen_idt import callback as idt_callback
 
 R = Rule
@@ -46,8 +48,10 @@ SYSCALL_KERNEL = R("xen.fred.syscall.kernel", "OTHER/1 (SYSCALL) in guest kernel
 SYSCALL_USER64 = R("xen.fred.syscall.user64", "OTHER/1 (SYSCALL) from 64-bit user code (fred_ss.l=1): "
                    "syscall callback", "Xen traps.c L2419-2435; reference 6 row 28")
 SYSCALL_USER32 = R("xen.fred.syscall.user32", "OTHER/1 (SYSCALL) from compatibility-mode user code "
-                   "(fred_ss.l=0): syscall32 callback", "Xen traps.c L2419-2435; reference 6 row 29")
-CB_BOUNCE = R("xen.fred.callback", "pv_inject_callback: bounce to the registered {callback} callback",
+                   "(fred_ss.l=0): syscall32 callback, masked per the syscall32 flag",
+                   "Xen traps.c L2419-2435; pv/traps.c L117-120; reference 6 row 29, 1.1 item 6")
+CB_BOUNCE = R("xen.fred.callback", "pv_inject_callback: bounce to the registered {callback} callback; "
+              "the {mask} flag decides whether events are masked",
               "Xen pv/traps.c L101-136 (pv_inject_callback); traps.c L2419-2467")
 CB_MISSING_UD = R("xen.fred.callback.none_ud", "no {callback} callback: %rip -= insnlen, #UD",
                   "Xen traps.c L2419-2435; reference 7 items 3 and 4")
@@ -67,7 +71,7 @@ def xen_fred_event(s: State, hw: HwOutcome) -> GuestOutcome:
     """What the PV64 guest sees when the CPU delivered `hw` with FRED."""
     o = s.ops
     return o.decide(
-        case(hw.event == HwEvent.NONE, NOTHING, lambda: G(GuestEvent.NONE)),
+        case(hw.event == HwEvent.NONE, NOTHING, lambda: resumes(GuestEvent.NONE)),
         case(hw.event == HwEvent.SHUTDOWN, SHUTDOWN, lambda: G(GuestEvent.XEN_CRASH)),
         case(hw.event == HwEvent.SYSCALL, OTHER_SYSCALL, lambda: syscall(s)),
         case(hw.event == HwEvent.SYSENTER, OTHER_SYSENTER, lambda: sysenter(s)),
@@ -108,15 +112,17 @@ def soft_int(s: State, vector) -> GuestOutcome:
 def syscall(s: State) -> GuestOutcome:
     o = s.ops
     return o.decide(
-        case(kernel(s), SYSCALL_KERNEL, lambda: G(GuestEvent.HYPERCALL)),
-        case(s.mode == CodeMode.LONG64, SYSCALL_USER64, lambda: callback(s, Callback.SYSCALL, s.cb_syscall, UD)),
-        case(True, SYSCALL_USER32, lambda: callback(s, Callback.SYSCALL32, s.cb_syscall32, UD)),
+        case(kernel(s), SYSCALL_KERNEL, lambda: resumes(GuestEvent.HYPERCALL)),
+        case(s.mode == CodeMode.LONG64, SYSCALL_USER64,
+             lambda: callback(s, Callback.SYSCALL, s.cb_syscall, UD, MaskFlag.SYSCALL, at_insn)),
+        case(True, SYSCALL_USER32,
+             lambda: callback(s, Callback.SYSCALL32, s.cb_syscall32, UD, MaskFlag.SYSCALL32, at_insn)),
     )
 
 
 def sysenter(s: State) -> GuestOutcome:
     o = s.ops
-    user_path = lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP)  # noqa: E731
+    user_path = lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP, MaskFlag.SYSENTER, frame_zero)  # noqa: E731
     return o.decide(
         case(o.all(s.guest == Guest.PV64, kernel(s)), SYSENTER_K64, lambda: G(GuestEvent.DOMAIN_CRASH),
              alternatives=lambda: [user_path()]),
@@ -124,7 +130,7 @@ def sysenter(s: State) -> GuestOutcome:
     )
 
 
-def callback(s: State, which: Callback, registered, missing: int) -> GuestOutcome:
-    """pv_inject_callback, or the fault Xen substitutes (rewinding by the whole instruction)."""
-    return idt_callback(s, which, registered, missing, rules=CALLBACK_RULES)
+def callback(s: State, which: Callback, registered, missing: int, mask: MaskFlag, rip_missing) -> GuestOutcome:
+    """pv_inject_callback, or the fault Xen substitutes (SYSCALL: `rip -= insnlen`, the whole instruction)."""
+    return idt_callback(s, which, registered, missing, mask, rip_missing, rules=CALLBACK_RULES)
 

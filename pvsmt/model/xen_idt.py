@@ -8,8 +8,8 @@ and symbol.
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DB, DF, GP, NONE, NP, OF, PF, UD, Callback, Entry, Guest,
-                     GuestEvent, GuestMode, HwEvent, Insn, Kind, Msr, Prefix, Source)
+from ..vocab import (BP, BR, DB, DF, GP, NONE, NP, OF, PF, UD, Callback, Entry, Guest, GuestEvent,
+                     GuestMode, HwEvent, Insn, Kind, MaskFlag, Msr, Prefix, Rip, Source)
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
 
@@ -112,15 +112,18 @@ LSTAR_USER = R("xen.lstar.user", "lstar_enter from PV64 user mode: switch_to_ker
 LSTAR_PV32 = R("xen.lstar.pv32", "LSTAR reached by a PV32 guest (which runs no 64-bit code): not modelled",
                "reference 0 (PV32 code is 32-bit)")
 CSTAR_PV64 = R("xen.cstar.pv64", "cstar_enter from PV64 (kernel mode not tested): switch_to_kernel, "
-               "syscall32 callback", "Xen x86_64/entry.S L335-375 (cstar_enter); reference 1.1 item 6")
+               "syscall32 callback, masked per the 64-bit syscall flag",
+               "Xen x86_64/entry.S L335-375 (cstar_enter), L36-39 (switch_to_kernel reads "
+               "VGCF_syscall_disables_events); reference 1.1 item 6")
 CSTAR_PV32 = R("xen.cstar.pv32", "cstar_enter -> compat_syscall: syscall32 callback",
                "Xen x86_64/compat/entry.S L204-232 (compat_syscall)")
-CB_BOUNCE = R("xen.callback", "bounce to the registered {callback} callback",
-              "Xen x86_64/entry.S L27-64; compat/entry.S L204-247")
+CB_BOUNCE = R("xen.callback", "bounce to the registered {callback} callback; the {mask} flag decides "
+              "whether events are masked", "Xen x86_64/entry.S L27-64; compat/entry.S L204-247")
 CB_MISSING_UD = R("xen.callback.none_ud", "no {callback} callback: #UD with %rip -= 2 (never turned into #PF)",
                   "Xen x86_64/entry.S L48-58 (commit ca6fcf4321); reference 7 item 4, 8.5")
 CB_MISSING_GP = R("xen.callback.none_gp", "no {callback} callback: #GP(0)",
-                  "Xen x86_64/compat/entry.S L216-227 (PV32 SYSCALL); x86_64/entry.S L425-433 (SYSENTER)")
+                  "Xen x86_64/compat/entry.S L216-227 (PV32 SYSCALL: eip -= 2); x86_64/entry.S L425-433 "
+                  "(SYSENTER: the stripped frame, rip=0, no rewind); reference 1.1 item 2")
 SYSENTER_K64 = R("xen.sysenter.pv64_kernel",
                  "sysenter_entry from the PV64 kernel: the bounce frame is built below RSP=0: domain crash",
                  "Xen x86_64/entry.S L545-566 (derived from the code; reference 6 row 33)",
@@ -150,8 +153,33 @@ ENTRY_SYSENTER = R("xen.sysenter.entry", "SYSENTER enters Xen at sysenter_entry"
 
 
 def G(event: GuestEvent, vector=NONE, error_code=NONE, type=Source.NONE, kind=Kind.NONE,
-      callback=Callback.NONE) -> GuestOutcome:
-    return GuestOutcome(event, vector, error_code, type, kind, callback)
+      callback=Callback.NONE, rip=Rip.NONE, masked_by=MaskFlag.NONE) -> GuestOutcome:
+    return GuestOutcome(event, vector, error_code, type, kind, callback, rip, masked_by)
+
+
+#: The instruction completes, or a hypercall returns: the guest goes on after it.
+def resumes(event: GuestEvent) -> GuestOutcome:
+    return G(event, rip=Rip.NEXT)
+
+
+def rewound_by_2(s: State):
+    """`rip -= 2` from after a 2-byte opcode (CD 80, 0F 05): the first byte unless prefixed."""
+    return s.ops.ite(s.prefix == Prefix.NONE, Rip.INSN, Rip.OPCODE)
+
+
+def fault_rip(s: State, rewound: bool):
+    """A fault's %rip: at the instruction, or where int80_slow_path's `rip -= 2` left it."""
+    return rewound_by_2(s) if rewound else Rip.INSN
+
+
+def at_insn(s: State):
+    """%rip rewound by the whole instruction (FRED's `rip -= insnlen`)."""
+    return Rip.INSN
+
+
+def frame_zero(s: State):
+    """SYSENTER's stripped frame: rip=0, nothing to rewind."""
+    return Rip.ZERO
 
 
 def kernel(s: State):
@@ -162,7 +190,7 @@ def xen_idt_event(s: State, hw: HwOutcome) -> GuestOutcome:
     """What the PV guest sees when the CPU raised `hw` (IDT delivery)."""
     o = s.ops
     return o.decide(
-        case(hw.event == HwEvent.NONE, NOTHING, lambda: G(GuestEvent.NONE)),
+        case(hw.event == HwEvent.NONE, NOTHING, lambda: resumes(GuestEvent.NONE)),
         case(hw.event == HwEvent.SHUTDOWN, SHUTDOWN, lambda: G(GuestEvent.XEN_CRASH)),
         case(hw.event == HwEvent.SYSCALL, ENTRY_SYSCALL, lambda: syscall_entry(s, hw), msr=hw.msr),
         case(hw.event == HwEvent.SYSENTER, ENTRY_SYSENTER, lambda: sysenter_entry(s)),
@@ -232,16 +260,21 @@ def invalid_op(s: State) -> GuestOutcome:
     )
 
 
-def general_protection(s: State, ec) -> GuestOutcome:
-    """do_general_protection, in the order Xen checks (traps.c L1407-1478)."""
+def general_protection(s: State, ec, rewound: bool = False) -> GuestOutcome:
+    """do_general_protection, in the order Xen checks (traps.c L1407-1478).
+
+    `rewound`: entered from int80_slow_path, which faked the #GP after `rip -= 2`
+    (so %rip is at the CD byte, past any prefixes).
+    """
     o = s.ops
     vector = o.div(ec, 8)
+    rip = lambda: fault_rip(s, rewound)  # noqa: E731
     return o.decide(
         case(o.mod(ec, 2) == 1, GP_EXT, lambda: G(GuestEvent.XEN_CRASH), ec=ec),
-        case(o.mod(o.div(ec, 2), 2) == 1, GP_IDT, lambda: soft_int(s, vector, ec), ec=ec, vector=vector),
+        case(o.mod(o.div(ec, 2), 2) == 1, GP_IDT, lambda: soft_int(s, vector, ec, rewound), ec=ec, vector=vector),
         case(o.all(s.guest == Guest.PV32, ec != 0), GP_GATE, lambda: gate_op(s, ec), ec=ec),
-        case(ec == 0, GP_ZERO, lambda: inject(s, GP, 0, Source.HW_EXC, Kind.FAULT)),
-        case(True, GP_PASS, lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT), ec=ec),
+        case(ec == 0, GP_ZERO, lambda: inject(s, GP, 0, Source.HW_EXC, Kind.FAULT, rip())),
+        case(True, GP_PASS, lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT, rip()), ec=ec),
     )
 
 
@@ -250,24 +283,29 @@ def permitted(s: State, vdpl):
     return s.ops.ite(kernel(s), vdpl >= 1, vdpl == 3)
 
 
-def soft_int(s: State, vector, ec) -> GuestOutcome:
+def soft_int(s: State, vector, ec, rewound: bool = False) -> GuestOutcome:
     """The INT $N emulation path of do_general_protection."""
     o = s.ops
     vdpl = s.tt("dpl", vector)
     why = dict(vector=vector, dpl=vdpl, mode=s.guest_mode, ec=ec)
+    deny = lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT, fault_rip(s, rewound))  # noqa: E731
     return o.decide(
-        case(o.not_(permitted(s, vdpl)), VDPL_DENY, lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT), **why),
-        case(True, VDPL_ALLOW, lambda: emulate_int(s, vector, ec), **why),
+        case(o.not_(permitted(s, vdpl)), VDPL_DENY, deny, **why),
+        case(True, VDPL_ALLOW, lambda: emulate_int(s, vector, ec, rewound), **why),
     )
 
 
-def emulate_int(s: State, vector, ec) -> GuestOutcome:
-    """pv_emulate_sw_interrupt: decode CD ib, then inject SW_INT N."""
+def emulate_int(s: State, vector, ec, rewound: bool = False) -> GuestOutcome:
+    """pv_emulate_sw_interrupt: decode CD ib at %rip, then inject SW_INT N.
+
+    After int80_slow_path's `rip -= 2` the decoder starts at the CD byte, so it
+    never sees a prefix.
+    """
     o = s.ops
-    gp = lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT)  # noqa: E731
+    gp = lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT, fault_rip(s, rewound))  # noqa: E731
     return o.decide(
         case(s.insn != Insn.INT_N, EMUL_NOT_CD, gp, insn=s.insn, ec=ec),
-        case(s.prefix == Prefix.REX, EMUL_REX, gp, ec=ec),
+        case(o.all(not rewound, s.prefix == Prefix.REX), EMUL_REX, gp, ec=ec),
         case(True, EMUL_OK, lambda: inject(s, vector, NONE, Source.SW_INT, Kind.TRAP), vector=vector),
     )
 
@@ -284,7 +322,7 @@ def gate_op(s: State, ec) -> GuestOutcome:
              alternatives=lambda: [inject(s, NP, ec, Source.HW_EXC, Kind.FAULT)]),
         case(o.not_(s.gate_present), GATE_NP, gp, ec=ec, dpl=s.gate_dpl),
         case(o.any(dpl < s.cpl, dpl < s.gate_rpl), GATE_DPL, gp, dpl=dpl, cpl=s.cpl, rpl=s.gate_rpl, ec=ec),
-        case(True, GATE_EMUL, lambda: G(GuestEvent.CALL_GATE)),
+        case(True, GATE_EMUL, lambda: G(GuestEvent.CALL_GATE, rip=Rip.TARGET)),
     )
 
 
@@ -292,14 +330,14 @@ def int80(s: State) -> GuestOutcome:
     o = s.ops
     return o.decide(
         case(s.tt("present", 0x80), INT80_FAST, lambda: inject(s, 0x80, NONE, Source.SW_INT, Kind.TRAP)),
-        case(True, INT80_SLOW, lambda: general_protection(s, 0x402)),
+        case(True, INT80_SLOW, lambda: general_protection(s, 0x402, rewound=True)),
     )
 
 
 def int82(s: State) -> GuestOutcome:
     o = s.ops
     return o.decide(
-        case(o.all(s.guest == Guest.PV32, kernel(s)), INT82_CALL, lambda: G(GuestEvent.HYPERCALL)),
+        case(o.all(s.guest == Guest.PV32, kernel(s)), INT82_CALL, lambda: resumes(GuestEvent.HYPERCALL)),
         case(True, INT82_OTHER, lambda: G(GuestEvent.UNMODELLED)),
     )
 
@@ -309,21 +347,25 @@ def syscall_entry(s: State, hw: HwOutcome) -> GuestOutcome:
     pv64 = s.guest == Guest.PV64
     lstar = hw.msr == Msr.LSTAR
     return o.decide(
-        case(o.all(lstar, pv64, kernel(s)), LSTAR_KERNEL, lambda: G(GuestEvent.HYPERCALL)),
-        case(o.all(lstar, pv64), LSTAR_USER, lambda: callback(s, Callback.SYSCALL, s.cb_syscall, UD)),
+        case(o.all(lstar, pv64, kernel(s)), LSTAR_KERNEL, lambda: resumes(GuestEvent.HYPERCALL)),
+        case(o.all(lstar, pv64), LSTAR_USER,
+             lambda: callback(s, Callback.SYSCALL, s.cb_syscall, UD, MaskFlag.SYSCALL, rewound_by_2)),
         case(lstar, LSTAR_PV32, lambda: G(GuestEvent.UNMODELLED)),
-        case(pv64, CSTAR_PV64, lambda: callback(s, Callback.SYSCALL32, s.cb_syscall32, UD)),
-        case(True, CSTAR_PV32, lambda: callback(s, Callback.SYSCALL32, s.cb_syscall32, GP)),
+        case(pv64, CSTAR_PV64,  # switch_to_kernel reads the 64-bit flag (reference 1.1 item 6)
+             lambda: callback(s, Callback.SYSCALL32, s.cb_syscall32, UD, MaskFlag.SYSCALL, rewound_by_2)),
+        case(True, CSTAR_PV32,
+             lambda: callback(s, Callback.SYSCALL32, s.cb_syscall32, GP, MaskFlag.SYSCALL32, rewound_by_2)),
     )
 
 
 def sysenter_entry(s: State) -> GuestOutcome:
     o = s.ops
+    user_path = lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP, MaskFlag.SYSENTER, frame_zero)  # noqa: E731
     return o.decide(
         case(o.all(s.guest == Guest.PV64, kernel(s)), SYSENTER_K64, lambda: G(GuestEvent.DOMAIN_CRASH),
              # if the frame write below the 2^64 wrap did not fault, the bounce goes on as from user mode
-             alternatives=lambda: [callback(s, Callback.SYSENTER, s.cb_sysenter, GP)]),
-        case(True, SYSENTER_ENTRY, lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP)),
+             alternatives=lambda: [user_path()]),
+        case(True, SYSENTER_ENTRY, user_path),
     )
 
 
@@ -331,23 +373,38 @@ def sysenter_entry(s: State) -> GuestOutcome:
 CALLBACK_RULES = (CB_BOUNCE, CB_MISSING_UD, CB_MISSING_GP)
 
 
-def callback(s: State, which: Callback, registered, missing: int, rules=CALLBACK_RULES) -> GuestOutcome:
-    """Bounce to a registered callback, else the fault Xen substitutes (#UD or #GP(0))."""
+def callback(s: State, which: Callback, registered, missing: int, mask: MaskFlag, rip_missing,
+             rules=CALLBACK_RULES) -> GuestOutcome:
+    """Bounce to a registered callback, else the fault Xen substitutes (#UD or #GP(0)).
+
+    `mask` is the registration flag that decides masking; `rip_missing(s)` where
+    %rip points in the substituted fault's frame.  SYSENTER's frame has rip=0
+    either way; a SYSCALL callback's has the return address.
+    """
     o = s.ops
     bounce, missing_ud, missing_gp = rules
     ec = 0 if missing == GP else NONE
+    rip = Rip.ZERO if which == Callback.SYSENTER else Rip.NEXT
     return o.decide(
-        case(registered, bounce, lambda: G(GuestEvent.CALLBACK, callback=which), callback=which),
+        case(registered, bounce, lambda: G(GuestEvent.CALLBACK, callback=which, rip=rip, masked_by=mask),
+             callback=which, mask=mask),
         case(True, missing_ud if missing == UD else missing_gp,
-             lambda: inject(s, missing, ec, Source.HW_EXC, Kind.FAULT), callback=which),
+             lambda: inject(s, missing, ec, Source.HW_EXC, Kind.FAULT, rip_missing(s)), callback=which),
     )
 
 
-def inject(s: State, vector, error_code, type: Source, kind: Kind) -> GuestOutcome:
-    """pv_inject_event: bounce through TT[vector]; a null entry crashes the domain."""
+def inject(s: State, vector, error_code, type: Source, kind: Kind, rip=None) -> GuestOutcome:
+    """pv_inject_event: bounce through TT[vector]; a null entry crashes the domain.
+
+    The frame's %rip is at the instruction for a fault and after it for a trap,
+    unless the entry path moved it (`rip`).  TT[vector]'s IF flag decides masking.
+    """
     o = s.ops
+    if rip is None:
+        rip = Rip.INSN if kind == Kind.FAULT else Rip.NEXT
+    bounce = lambda: G(GuestEvent.EXCEPTION, vector, error_code, type, kind, rip=rip,  # noqa: E731
+                       masked_by=MaskFlag.TT_IF)
     return o.decide(
         case(o.not_(s.tt("present", vector)), TT_NULL, lambda: G(GuestEvent.DOMAIN_CRASH), vector=vector),
-        case(True, BOUNCE, lambda: G(GuestEvent.EXCEPTION, vector, error_code, type, kind),
-             vector=vector, type=type, kind=kind, ec=error_code),
+        case(True, BOUNCE, bounce, vector=vector, type=type, kind=kind, ec=error_code),
     )
