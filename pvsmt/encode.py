@@ -16,7 +16,7 @@ import z3
 from .model import AXIOMS, GUEST_AXIOMS, HwOutcome, cpu_event, xen_event
 from .model.rules import Case
 from .spec import Fact, Spec, is_system
-from .vocab import GUEST_FIELDS, HW_FIELDS, KNOBS, TABLES, Domain
+from .vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLES, Domain
 
 
 def _is_py(x) -> bool:
@@ -60,8 +60,9 @@ class Z3Ops:
     depends on the rule).
     """
 
-    def __init__(self, ctx: z3.Context):
+    def __init__(self, ctx: z3.Context, tag: str = ""):
         self.ctx = ctx
+        self.tag = f"{tag}!" if tag else ""  # keeps two encodings' variables apart in one context
         self.side: list = []       # domain constraints on the fresh variables
         self.used: set[str] = set()  # rules whose case is reachable syntactically
         self.switches: dict[str, z3.BoolRef] = {}
@@ -114,7 +115,7 @@ class Z3Ops:
         value = c.then()
         if not c.rule.uncertain:
             return value
-        switch = self.switches.setdefault(c.rule.name, z3.Bool(f"uncertain!{c.rule.name}", self.ctx))
+        switch = self.switches.setdefault(c.rule.name, z3.Bool(f"{self.tag}uncertain!{c.rule.name}", self.ctx))
         return self.merge(switch, self.other(c, value), value)
 
     def other(self, c: Case, value):
@@ -125,7 +126,7 @@ class Z3Ops:
         if not rest:
             return last
         self._fresh += 1
-        pick = z3.Int(f"alternative!{self._fresh}!{c.rule.name}", self.ctx)
+        pick = z3.Int(f"{self.tag}alternative!{self._fresh}!{c.rule.name}", self.ctx)
         self.side.append(z3.And(pick >= 0, pick <= len(rest)))
         for i, alt in reversed(list(enumerate(rest))):
             last = self.merge(pick == i, alt, last)
@@ -145,7 +146,7 @@ class Z3Ops:
         domains = HW_FIELDS if isinstance(record, HwOutcome) else GUEST_FIELDS
         values = {}
         for name, domain in domains.items():
-            var = z3.Int(f"havoc!{self._fresh}!{why}!{name}", self.ctx)
+            var = z3.Int(f"{self.tag}havoc!{self._fresh}!{why}!{name}", self.ctx)
             self.side.append(in_domain(var, domain))
             values[name] = var
         return type(record)(**values)
@@ -159,8 +160,8 @@ class TableTerm:
     in the field's domain by construction: no side constraint, whatever reads it.
     """
 
-    def __init__(self, table: str, field: str, domain: Domain, entries: list, ctx: z3.Context):
-        self.name = f"{table}.{field}"
+    def __init__(self, table: str, field: str, domain: Domain, entries: list, ctx: z3.Context, side: str = ""):
+        self.name = f"{side}.{table}.{field}" if side else f"{table}.{field}"
         self.domain = domain
         self.ctx = ctx
         self.entries = entries
@@ -170,6 +171,10 @@ class TableTerm:
         assert domain.boolean or (domain.lo == 0 and size == 2 ** nbits), f"{self.name}: not a power of two"
         self.bits = [z3.Function(f"{self.name}!{i}", z3.IntSort(ctx), z3.BoolSort(ctx)) for i in range(nbits)]
         self._cache: dict[int, object] = {}
+
+    def free(self, v):
+        """The entry for vector v as the functions give it, whether or not the spec fixes it."""
+        return self._free(v)
 
     def _free(self, v):
         index = _z3(v, self.ctx)
@@ -210,26 +215,32 @@ def _same_entry(a, b) -> bool:
     return a is None and b is None or (a is not None and b is not None and _same(a, b))
 
 
+def knob_var(name: str, ctx: z3.Context, side: str = ""):
+    """The Z3 constant of a knob; `side` names a system knob's copy (`new.sysenter_cs`)."""
+    label = f"{side}.{name}" if side and KNOB[name].system else name
+    return z3.Bool(label, ctx) if KNOB[name].domain.boolean else z3.Int(label, ctx)
+
+
 class SymbolicState:
     """A configuration as Z3 constants: one per knob, one table term per table field.
 
     A knob the spec fixes outright is a Python constant, so every decision on it
-    folds away while the terms are built.
+    folds away while the terms are built.  With a `side`, system knobs and the
+    IDT get names of their own, so that two specs can share one context (and
+    their situation knobs) in `pvsmt diff`.
     """
 
-    def __init__(self, ops: Z3Ops, fixed: dict[str, object]):
+    def __init__(self, ops: Z3Ops, fixed: dict[str, object], side: str = ""):
         self.ops = ops
         ctx = ops.ctx
         self.vars: dict[str, object] = {}
         for knob in KNOBS:
-            if knob.name in fixed:
-                var = fixed[knob.name]
-            else:
-                var = z3.Bool(knob.name, ctx) if knob.domain.boolean else z3.Int(knob.name, ctx)
+            var = fixed[knob.name] if knob.name in fixed else knob_var(knob.name, ctx, side)
             self.vars[knob.name] = var
             setattr(self, knob.attr, var)
         self.tables = {
-            (t.name, f): TableTerm(t.name, f, d, [fixed.get(t.knob_name(v, f)) for v in range(256)], ctx)
+            (t.name, f): TableTerm(t.name, f, d, [fixed.get(t.knob_name(v, f)) for v in range(256)], ctx,
+                                   side if t.system else "")
             for t in TABLES for f, d in t.fields.items()
         }
 
@@ -243,15 +254,18 @@ class SymbolicState:
 class Encoding:
     """A spec (plus --set overrides) as Z3 terms: constraints and both outcomes."""
 
-    def __init__(self, spec: Spec, overrides: dict[str, object] | None = None, ctx: z3.Context | None = None):
+    def __init__(self, spec: Spec, overrides: dict[str, object] | None = None, ctx: z3.Context | None = None,
+                 side: str = ""):
         self.spec = spec
         self.overrides = dict(overrides or {})
         self.ctx = ctx or z3.Context()
-        self.ops = Z3Ops(self.ctx)
+        self.side = side
+        self.ops = Z3Ops(self.ctx, side)
         facts = self._facts()
-        fixed = {name: fs[0].values[0] for name, fs in facts.items()
-                 if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
-        self.state = SymbolicState(self.ops, fixed)
+        self.fixed = {name: fs[0].values[0] for name, fs in facts.items()
+                      if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
+        fixed = self.fixed
+        self.state = SymbolicState(self.ops, fixed, side)
         self.guests = spec.has_guests
         self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)
         self.hw = cpu_event(self.state)
@@ -295,6 +309,18 @@ class Encoding:
             return self.state.vars[name]
         table, vector, field = name.split(".")
         return self.state.tables[(table, field)](int(vector, 0))
+
+    def pins(self) -> list:
+        """Situation knobs and trap-table entries this spec fixes, as constraints on the shared
+        variables (folded to constants here, they would otherwise float free in a joint encoding)."""
+        out = []
+        for name, value in self.fixed.items():
+            if name in KNOB and not KNOB[name].system:
+                out.append(knob_var(name, self.ctx) == _z3(value, self.ctx))
+            elif name not in KNOB and name.split(".")[0] == "tt":
+                table, vector, field = name.split(".")
+                out.append(self.state.tables[(table, field)].free(int(vector, 0)) == _z3(value, self.ctx))
+        return out
 
     def constraints(self) -> list:
         """Every constraint: domains, axioms, spec facts, the fresh variables' domains."""

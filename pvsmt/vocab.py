@@ -118,6 +118,13 @@ class Delivery(Label):
     FRED = 1
 
 
+class Abi(Label):
+    """Whose account of Xen's guest-visible behaviour a spec describes."""
+
+    CODE = 0  # what Xen's code does (xen_idt.py, xen_fred.py)
+    DOC = 1   # what docs/guest-guide/x86/pv-traps.rst says (xen_doc.py); silence is `unspecified`
+
+
 # --- outcomes ----------------------------------------------------------------
 
 class HwEvent(Label):
@@ -304,6 +311,8 @@ KNOBS: tuple[Knob, ...] = (
          "reading the 5-byte forced-emulation signature at %rip faults "
          "(the instruction sits within 5 bytes of an unreadable page)", guest_layer=True),
     Knob("delivery", enum(Delivery), "event delivery: idt, or fred (CR4.FRED set)", system=True),
+    Knob("abi", enum(Abi), "the account of Xen's behaviour: code (Xen's source) or doc (pv-traps.rst)",
+         system=True),
     Knob("efer.sce", BOOL, "EFER.SCE: SYSCALL enabled", system=True),
     Knob("sysenter_cs", enum(SysenterCS), "MSR_SYSENTER_CS null or not", system=True),
     Knob("gate_audit", BOOL,

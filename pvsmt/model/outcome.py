@@ -49,3 +49,25 @@ def unspecified(*names: str) -> int:
     """The `unspecified` bit set naming these guest fields."""
     return sum(UNSPECIFIED_BIT[n] for n in names)
 
+
+
+def is_unspecified(ops, record, name: str):
+    """Whether `record` leaves field `name` open (guest outcomes only)."""
+    mask = getattr(record, "unspecified", 0)
+    if isinstance(mask, int) and mask == 0:
+        return False
+    return ops.mod(ops.div(mask, UNSPECIFIED_BIT[name]), 2) == 1
+
+
+def differs(ops, a, b, names):
+    """Some field both records specify has different values in them."""
+    tests = []
+    for n in names:
+        open_a, open_b = is_unspecified(ops, a, n), is_unspecified(ops, b, n)
+        tests.append(ops.all(ops.not_(open_a), ops.not_(open_b), ops.not_(getattr(a, n) == getattr(b, n))))
+    return ops.any(*tests)
+
+
+def leaves_open(ops, a, b, names):
+    """Some field is left open by either record."""
+    return ops.any(*(ops.any(is_unspecified(ops, a, n), is_unspecified(ops, b, n)) for n in names))

@@ -1,0 +1,482 @@
+"""`pvsmt diff`: every configuration whose outcome differs between two specs, in classes.
+
+Both specs are encoded in one Z3 context.  The situation (who executes what,
+the guest's trap table and callbacks) is shared; each spec keeps its own copy
+of the system knobs (`old.sysenter_cs`, `new.sysenter_cs`).  The target is
+"some field both specs specify differs" (guest or hardware outcome).
+
+Classes are found one at a time: a model of the target is replayed through the
+concrete evaluator on both sides; the knobs and trap-table entries the two
+paths read, at their witness values, form a cube that implies the target.  The
+cube is then shrunk (an unsat core, then one literal at a time), its values
+widened (enumerations value by value, the vector as a set), and blocked.  When
+no model is left, Z3 has proved that the classes cover every difference.
+UNCERTAIN rules take the outcome the model states; a class whose witness path
+uses one says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import z3
+
+from .concrete import ConcreteOps, Evaluation, evaluate
+from .encode import Encoding, _is_py, _z3, knob_var, value_of
+from .errors import InputError, ModelDisagreement
+from .model import Rule
+from .model.outcome import differs, leaves_open
+from .solve import Limits, config_from_model, new_solver
+from .spec import Spec
+from .vocab import BOOL, GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, VECTOR, Domain, domain_of
+
+LEVELS = ("guest", "hardware")
+SIDES = ("old", "new")
+
+#: Knobs a class description keeps in preference to others (first kept longest).
+KEEP = ("insn", "vector", "guest", "guest_mode", "mode", "vendor", "prefix", "of", "bound.in_range",
+        "tt[vector].present", "tt[vector].dpl", "cb.syscall", "cb.syscall32", "cb.sysenter", "gate.table",
+        "gate.present", "gate.dpl", "gate.rpl", "gate.in_limit", "gate.index", "debugger", "sig_read_fault")
+
+#: How many excluded vectors are enumerated before a vector set falls back to an interval.
+VECTOR_HOLES = 24
+
+
+class Incomplete(Exception):
+    """The solver gave up: the enumeration cannot claim completeness."""
+
+
+@dataclass(frozen=True)
+class Literal:
+    """`key` takes one of `values`: a knob, a side's system knob, or a trap-table entry."""
+
+    key: str
+    values: tuple
+    domain: Domain
+
+    def widen(self, value) -> "Literal":
+        return Literal(self.key, tuple(sorted({*self.values, value})), self.domain)
+
+    @property
+    def total(self) -> bool:
+        return len(self.values) == len(self.domain.values())
+
+
+@dataclass(frozen=True)
+class Witness:
+    """One side's concrete configuration and evaluation."""
+
+    config: object
+    evaluation: Evaluation
+
+
+@dataclass(frozen=True)
+class DiffClass:
+    """A set of configurations, all of which differ (or all of which one side leaves open)."""
+
+    literals: tuple[Literal, ...]
+    free: tuple[str, ...]      # read on the witness paths, yet any value keeps the class
+    old: Witness
+    new: Witness
+
+    @property
+    def uncertain(self) -> tuple[Rule, ...]:
+        steps = (*self.old.evaluation.trace, *self.new.evaluation.trace)
+        return tuple(dict.fromkeys(s.rule for s in steps if s.rule.uncertain))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """An intended difference, read from an --expect file."""
+
+    name: str
+    condition: object           # lang.expr.Expr over knobs (and old./new. system knobs)
+    where: object
+    description: str = ""
+    cite: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExpectedStatus:
+    expected: Expected
+    present: bool
+    holds: bool                 # every configuration it names differs
+    counterexample: DiffClass | None = None  # a configuration it names that does not differ
+
+
+@dataclass
+class DiffResult:
+    old: Spec
+    new: Spec
+    level: str
+    differences: list[DiffClass] = field(default_factory=list)
+    unspecified: list[DiffClass] = field(default_factory=list)
+    expected: list[ExpectedStatus] = field(default_factory=list)
+    complete: bool = True
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences and all(s.present and s.holds for s in self.expected)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.clean:
+            return 1
+        return 0 if self.complete else 3
+
+
+class Joint:
+    """Two specs in one context: shared situation, per-side system knobs, both outcomes."""
+
+    def __init__(self, old: Spec, new: Spec, level: str, limits: Limits = Limits()):
+        self.ctx = z3.Context()
+        self.level = level
+        self.limits = limits
+        self.sides = {"old": Encoding(old, ctx=self.ctx, side="old"), "new": Encoding(new, ctx=self.ctx, side="new")}
+        for enc in self.sides.values():
+            _require_fixed_idt(enc)
+            if level == "guest" and not enc.guests:
+                raise InputError(enc.spec.path, f"spec {enc.spec.name} has no PV guests (guest = none): "
+                                                f"compare it with --level hardware")
+        a, b = (self.record(s) for s in SIDES)
+        ops = self.sides["old"].ops
+        names = GUEST_FIELDS if level == "guest" else HW_FIELDS
+        self.differ = _z3(differs(ops, a, b, names), self.ctx)
+        self.open = _z3(ops.all(ops.not_(differs(ops, a, b, names)), leaves_open(ops, a, b, names)), self.ctx)
+        self.base = [enc.formula for enc in self.sides.values()]
+        self.base += [p for enc in self.sides.values() for p in enc.pins()]
+        self.base += [c for enc in self.sides.values() for c in enc.certain()]
+
+    def record(self, side: str):
+        enc = self.sides[side]
+        return enc.guest if self.level == "guest" else enc.hw
+
+    def solver(self, *extra) -> z3.Solver:
+        s = new_solver(self.limits, self.ctx)
+        s.add(*self.base, *extra)
+        return s
+
+    def term(self, key: str):
+        """The Z3 term of a literal key: `vendor`, `new.sysenter_cs`, `tt[vector].dpl`, `tt[0x03].present`."""
+        head, _, rest = key.partition(".")
+        if head in SIDES:
+            return self.sides[head].state.vars[rest]
+        if key.startswith("tt["):
+            index, _, fld = key[3:].partition("].")
+            at = knob_var("vector", self.ctx) if index == "vector" else int(index, 0)
+            return self.sides["old"].state.tables[("tt", fld)].free(at)
+        return knob_var(key, self.ctx)
+
+    def condition(self, lit: Literal):
+        term = self.term(lit.key)
+        return z3.Or(*[term == _z3(v, self.ctx) for v in lit.values])
+
+    def witness(self, model: z3.ModelRef) -> tuple[Witness, Witness]:
+        out = []
+        for side in SIDES:
+            enc = self.sides[side]
+            config = config_from_model(enc, model)
+            out.append(Witness(config, evaluate(config, guests=enc.guests)))
+        return out[0], out[1]
+
+    def pinned(self) -> set[str]:
+        """Situation knobs that either spec fixes: never reported as free."""
+        return {n for enc in self.sides.values() for n in enc.fixed if n in KNOB and not KNOB[n].system}
+
+
+def _require_fixed_idt(enc: Encoding) -> None:
+    free = [f"idt.{v:#04x}.{f}" for (t, f), term in enc.state.tables.items() if t == "idt"
+            for v, entry in enumerate(term.entries) if entry is None]
+    if free:
+        raise InputError(enc.spec.path, f"spec {enc.spec.name} leaves IDT entries free (e.g. {free[0]}): "
+                                        f"pvsmt diff compares systems whose IDT is fixed")
+
+
+class Probe:
+    """Asks whether a cube of literals implies the target: base, cube and not-target unsat."""
+
+    def __init__(self, joint: Joint, target):
+        self.joint = joint
+        self.solver = joint.solver(z3.Not(target))
+        self._indicators: dict[int, z3.BoolRef] = {}
+
+    def __enter__(self):
+        self.solver.push()
+        return self
+
+    def __exit__(self, *exc):
+        self.solver.pop()
+        self._indicators.clear()
+
+    def _indicator(self, cond) -> z3.BoolRef:
+        key = cond.get_id()
+        if key not in self._indicators:
+            flag = z3.Bool(f"probe!{len(self._indicators)}", self.joint.ctx)
+            self.solver.add(z3.Implies(flag, cond))
+            self._indicators[key] = flag
+        return self._indicators[key]
+
+    def check(self, conds):
+        return self.solver.check(*[self._indicator(c) for c in conds])
+
+    def nonempty(self, lits) -> bool:
+        return self.check([self.joint.condition(l) for l in lits]) == z3.sat
+
+    def implies(self, lits, *extra) -> bool:
+        return self.check([self.joint.condition(l) for l in lits] + list(extra)) == z3.unsat
+
+    def core(self, lits) -> list[Literal] | None:
+        conds = [self.joint.condition(l) for l in lits]
+        if self.check(conds) != z3.unsat:
+            return None
+        core = {c.get_id() for c in self.solver.unsat_core()}
+        return [l for l, c in zip(lits, conds) if self._indicator(c).get_id() in core]
+
+    def counterexample(self, lits, *extra):
+        """A model of the cube where the target fails, or None."""
+        if self.check([self.joint.condition(l) for l in lits] + list(extra)) == z3.sat:
+            return self.solver.model()
+        return None
+
+
+class Generalizer:
+    """Turns one witness of the target into a class: a small cube of wide literals."""
+
+    def __init__(self, joint: Joint, target, concrete_target):
+        self.joint = joint
+        self.target = target
+        self.concrete_target = concrete_target  # (old Evaluation, new Evaluation) -> bool
+        self.probe = Probe(joint, target)
+        self.space = Probe(joint, z3.BoolVal(False, joint.ctx))  # base alone: is a cube non-empty?
+
+    def __call__(self, model: z3.ModelRef) -> DiffClass:
+        old, new = self.joint.witness(model)
+        if not self.concrete_target(old.evaluation, new.evaluation):
+            raise ModelDisagreement(
+                f"diff {self.joint.sides['old'].spec.name} {self.joint.sides['new'].spec.name}: Z3 found a "
+                f"configuration the concrete evaluator does not reproduce: {sorted(old.config.values.items())}")
+        keys = self._keys(old, new)
+        lits = [Literal(k, (value_of(self.joint.term(k), self._domain(k), model),), self._domain(k)) for k in keys]
+        with self.probe, self.space:
+            lits = self._shrink(lits)
+            lits = self._widen(lits)
+        lits = [l for l in lits if not l.total]
+        free = self._free(keys, lits)
+        return DiffClass(tuple(sorted(lits, key=_rank)), free, old, new)
+
+    def _keys(self, old: Witness, new: Witness) -> list[str]:
+        keys: list[str] = []
+        vector = old.config.get("vector")
+        for side, w in zip(SIDES, (old, new)):
+            reads = w.evaluation.reads
+            for name in reads:
+                key = self._key(side, name, "vector" in reads and vector)
+                if key and key not in keys:
+                    keys.append(key)
+        return keys
+
+    def _key(self, side: str, name: str, vector) -> str | None:
+        enc = self.joint.sides[side]
+        if name in KNOB:
+            if not KNOB[name].system:
+                return name
+            return None if _is_py(enc.state.vars[name]) else f"{side}.{name}"
+        table, index, fld = name.split(".")
+        if table != "tt":
+            return None  # the IDT is fixed on both sides
+        v = int(index, 0)
+        return f"tt[vector].{fld}" if vector is not False and v == vector else f"tt[{v:#04x}].{fld}"
+
+    @staticmethod
+    def _domain(key: str) -> Domain:
+        head, _, rest = key.partition(".")
+        if head in SIDES:
+            return KNOB[rest].domain
+        if key.startswith("tt["):
+            return TABLE["tt"].fields[key.rsplit(".", 1)[1]]
+        return domain_of(key)
+
+    def _shrink(self, lits: list[Literal]) -> list[Literal]:
+        core = self.probe.core(lits)
+        if core is None:
+            raise Incomplete("could not confirm that a class's cube implies the difference")
+        kept = sorted(core, key=_rank)
+        for lit in reversed(list(kept)):  # least wanted first
+            rest = [l for l in kept if l is not lit]
+            if self.probe.implies(rest):
+                kept = rest
+        return kept
+
+    def _widen(self, lits: list[Literal]) -> list[Literal]:
+        out = list(lits)
+        for i, lit in enumerate(out):
+            if lit.domain is BOOL or lit.domain.boolean:
+                continue
+            if lit.key == "vector":
+                out[i] = self._vectors(out, i)
+                continue
+            if len(lit.domain.values()) > 16:
+                continue
+            for value in lit.domain.values():
+                if value in lit.values:
+                    continue
+                alone = Literal(lit.key, (value,), lit.domain)
+                if not self.space.nonempty(out[:i] + [alone] + out[i + 1:]):
+                    continue  # no configuration has it: widening would only blur the description
+                wider = out[i].widen(value)
+                if self.probe.implies(out[:i] + [wider] + out[i + 1:]):
+                    out[i] = wider
+        return out
+
+    def _vectors(self, lits: list[Literal], i: int) -> Literal:
+        """The vector literal widened to every vector the rest of the cube keeps in the class."""
+        rest = lits[:i] + lits[i + 1:]
+        var = knob_var("vector", self.joint.ctx)
+        holes: list[int] = []
+        while len(holes) <= VECTOR_HOLES:
+            model = self.probe.counterexample(rest, *[var != h for h in holes])
+            if model is None:
+                values = tuple(v for v in range(256) if v not in holes)
+                return Literal("vector", values, VECTOR)
+            holes.append(model.eval(var, model_completion=True).as_long())
+        return self._interval(rest, lits[i].values[0])
+
+    def _interval(self, rest: list[Literal], v: int) -> Literal:
+        def ok(lo, hi):
+            return self.probe.implies(rest + [Literal("vector", tuple(range(lo, hi + 1)), VECTOR)])
+        hi = _largest(v, 255, lambda h: ok(v, h))
+        lo = 255 - _largest(255 - v, 255, lambda x: ok(255 - x, hi))
+        return Literal("vector", tuple(range(lo, hi + 1)), VECTOR)
+
+    def _free(self, keys: list[str], lits: list[Literal]) -> tuple[str, ...]:
+        kept = {l.key for l in lits}
+        pinned = self.joint.pinned()
+        return tuple(k for k in sorted(keys, key=_rank_key) if k not in kept and k not in pinned
+                     and k.partition(".")[0] not in SIDES)
+
+
+def _largest(lo: int, hi: int, ok) -> int:
+    """The largest x in lo..hi with ok(x), given ok(lo) and ok monotone decreasing."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _rank_key(key: str) -> tuple:
+    if key in KEEP:
+        return (0, KEEP.index(key), key)
+    if key.startswith("tt["):
+        return (1, 0, key)
+    if key.partition(".")[0] in SIDES:
+        return (3, 0, key)
+    order = [k.name for k in KNOBS]
+    return (2, order.index(key) if key in order else 0, key)
+
+
+def _rank(lit: Literal) -> tuple:
+    return _rank_key(lit.key)
+
+
+class Differ:
+    """Computes the classes of a diff between two specs."""
+
+    def __init__(self, old: Spec, new: Spec, level: str = "guest", limits: Limits = Limits(),
+                 max_classes: int = 200):
+        if level not in LEVELS:
+            raise InputError("--level", f"expected one of {', '.join(LEVELS)}")
+        self.joint = Joint(old, new, level, limits)
+        self.max_classes = max_classes
+        fields_ = GUEST_FIELDS if level == "guest" else HW_FIELDS
+        ops = ConcreteOps([])
+        pick = (lambda ev: ev.guest) if level == "guest" else (lambda ev: ev.hw)
+        self._differs = lambda a, b: bool(differs(ops, pick(a), pick(b), fields_))
+        self._open = lambda a, b: (not self._differs(a, b)) and bool(leaves_open(ops, pick(a), pick(b), fields_))
+
+    def run(self, expected: list[Expected] = ()) -> DiffResult:
+        j = self.joint
+        result = DiffResult(j.sides["old"].spec, j.sides["new"].spec, j.level)
+        env = DiffEnv(j)
+        named = [_z3(e.condition.eval(env), j.ctx) for e in expected]
+        unexpected = z3.And(j.differ, z3.Not(z3.Or(*named))) if named else j.differ
+        try:
+            result.expected = [self._status(e, c) for e, c in zip(expected, named)]
+            result.differences = self.classes(unexpected, self._differs)
+            if any(self._has_open(s) for s in SIDES):
+                result.unspecified = self.classes(j.open, self._open)
+        except Incomplete as exc:
+            result.complete, result.reason = False, str(exc)
+        return result
+
+    def _has_open(self, side: str) -> bool:
+        record = self.joint.record(side)
+        mask = getattr(record, "unspecified", 0)
+        return not (_is_py(mask) and mask == 0)
+
+    def _status(self, e: Expected, cond) -> ExpectedStatus:
+        j = self.joint
+        present = _decide(j.solver(cond, j.differ))
+        if present is None:
+            raise Incomplete(f"could not decide whether expected difference {e.name} appears")
+        if not present:
+            return ExpectedStatus(e, False, False)
+        s = j.solver(cond, z3.Not(j.differ))
+        answer = s.check()
+        if answer == z3.unknown:
+            raise Incomplete(f"could not decide whether expected difference {e.name} holds throughout")
+        if answer == z3.unsat:
+            return ExpectedStatus(e, True, True)
+        old, new = j.witness(s.model())
+        return ExpectedStatus(e, True, False, DiffClass((), (), old, new))
+
+    def classes(self, target, concrete_target) -> list[DiffClass]:
+        """Every class of the target, until Z3 proves none is left."""
+        solver = self.joint.solver(target)
+        general = Generalizer(self.joint, target, concrete_target)
+        found: list[DiffClass] = []
+        while True:
+            answer = solver.check()
+            if answer == z3.unsat:
+                return _drop_subsumed(found)
+            if answer == z3.unknown:
+                raise Incomplete(f"the solver gave up ({solver.reason_unknown()}) after {len(found)} class(es)")
+            if len(found) >= self.max_classes:
+                raise Incomplete(f"more than {self.max_classes} classes")
+            cls = general(solver.model())
+            found.append(cls)
+            solver.add(z3.Not(z3.And(*[self.joint.condition(l) for l in cls.literals])))
+
+
+def _decide(solver: z3.Solver) -> bool | None:
+    answer = solver.check()
+    return None if answer == z3.unknown else answer == z3.sat
+
+
+def _drop_subsumed(classes: list[DiffClass]) -> list[DiffClass]:
+    """Leave out a class that a later, wider one contains (syntactically)."""
+    def within(a: DiffClass, b: DiffClass) -> bool:
+        mine = {l.key: set(l.values) for l in a.literals}
+        return all(l.key in mine and mine[l.key] <= set(l.values) for l in b.literals)
+    return [c for i, c in enumerate(classes) if not any(within(c, d) for d in classes[i + 1:])]
+
+
+class DiffEnv:
+    """What an --expect condition reads, over the joint encoding."""
+
+    def __init__(self, joint: Joint):
+        self.joint = joint
+        self.ops = joint.sides["old"].ops
+
+    def knob(self, name: str):
+        return self.joint.term(name)
+
+    def table(self, table: str, fld: str, index):
+        return self.joint.sides["old"].state.tables[(table, fld)].free(index)
+
+    def outcome(self, layer: str, fld: str):  # pragma: no cover - rejected when the file is read
+        raise AssertionError("outcomes are not configurations")
