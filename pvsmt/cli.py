@@ -1,4 +1,4 @@
-"""The command line: `pvsmt prove` and `pvsmt explain`."""
+"""The command line: `pvsmt prove`, `pvsmt explain` and `pvsmt diff`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,27 @@ Spec facts, overridable for what-if questions:
 """
 
 
+DIFF_HELP = """\
+Compute every configuration whose outcome differs between two specs, as a few
+classes.  Each class prints as a `difference NAME { when CONDITION }` block with
+the two outcomes, the fields that differ, the knobs left free (`any`) and a
+witness: paste blocks into an --expect file to mark differences as intended.
+
+The situation (instruction, guest kind and mode, vendor, trap table, callbacks)
+is shared; each spec keeps its own system facts (write `old.NAME`/`new.NAME` for
+a system knob in a condition).  Only configurations both specs allow are
+compared.  "No differences" is printed only when Z3 proves there are none.
+Fields a spec leaves unspecified (the documented ABI, where it is silent) are
+never differences; such cases are listed separately.
+
+exit status:
+  0  the differences found are exactly those expected (none, without --expect)
+  1  unexpected differences, or expected ones that did not appear
+  2  bad input or usage (file:line: error: message), or an internal error
+  3  incomplete: the solver gave up before proving the classes complete
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pvsmt", description="Model checker for Xen's x86 PV traps and entrypoints ABI.",
@@ -82,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="set a knob or override a spec fact (repeatable)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
     explain.add_argument("-v", "--verbose", action="store_true", help="also show rule names")
+
+    diff = sub.add_parser("diff", help="every configuration whose outcome differs between two specs",
+                          description=DIFF_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    diff.add_argument("old", metavar="OLD", help="the old spec: a .spec file, or NAME for specs/NAME.spec")
+    diff.add_argument("new", metavar="NEW", help="the new spec: a .spec file, or NAME for specs/NAME.spec")
+    diff.add_argument("--level", choices=("guest", "hardware"), default="guest",
+                      help="compare what the guest sees (default) or what the CPU raises")
+    diff.add_argument("--expect", type=Path, metavar="FILE",
+                      help="the intended differences: `difference NAME { when ... }` blocks")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of text")
+    diff.add_argument("-v", "--verbose", action="store_true", help="show both paths of every class")
+    diff.add_argument("--max-classes", type=int, default=200, metavar="N",
+                      help="give up (exit 3) after N classes (default 200)")
+    diff.add_argument("--rlimit", type=int, default=50_000_000, metavar="N",
+                      help="Z3 resource limit per query (0: none)")
+    diff.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="wall-clock limit per query (0: none)")
     return top
 
 
@@ -143,7 +181,34 @@ def cmd_prove(args) -> int:
     return run(args, settings(args))
 
 
-COMMANDS = {"prove": cmd_prove, "explain": cmd_explain}
+def spec_path(arg: str) -> Path:
+    """A spec argument: a path, or a bare NAME for specs/NAME.spec."""
+    path = Path(arg)
+    if path.suffix != ".spec" and "/" not in arg and not path.exists():
+        return Path("specs") / f"{arg}.spec"
+    return path
+
+
+def cmd_diff(args) -> int:
+    from . import diff_report
+    from .diff import Differ
+    from .lang.parse import SpecLoader, load_expected
+    from .solve import Limits
+    if args.max_classes < 1:
+        raise InputError("--max-classes", "expected a positive number")
+    loader = SpecLoader()
+    old, new = loader.load(spec_path(args.old)), loader.load(spec_path(args.new))
+    expected = load_expected(args.expect) if args.expect else []
+    limits = Limits(rlimit=max(args.rlimit, 0), timeout_ms=int(max(args.timeout, 0) * 1000))
+    result = Differ(old, new, args.level, limits, args.max_classes).run(expected)
+    if args.json:
+        print(json.dumps(diff_report.diff_json(result), indent=2))
+    else:
+        print(diff_report.diff_text(result, args.verbose))
+    return result.exit_code
+
+
+COMMANDS = {"prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -64,6 +64,8 @@ def insn_text(config: Config) -> str:
         sel = index * 8 + (4 if table.label == "ldt" else 0) + rpl
         return f"far CALL via {table.label.upper()} selector {sel:#06x}"
     text = OPCODE[insn]
+    if insn == Insn.SYSCALL and config.get("prefix").label != "none":
+        text += f", {config.get('prefix').label} prefix"
     if insn == Insn.INTO:
         text += f", OF={int(config.get('of'))}"
     if insn == Insn.BOUND:

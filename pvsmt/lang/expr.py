@@ -196,11 +196,20 @@ def all_names() -> list[str]:
             + ["gate.sel", "gate.ec"])
 
 
-def name(where: Location, parts: list[str], outcomes: bool = True) -> Expr:
-    """Resolve a (dotted) name: a knob, an outcome field, a derived name or a bare word."""
+def name(where: Location, parts: list[str], outcomes: bool = True, sides: bool = False) -> Expr:
+    """Resolve a (dotted) name: a knob, an outcome field, a derived name or a bare word.
+
+    With `sides` (pvsmt diff), `old.NAME` and `new.NAME` name one side's system knob.
+    """
     dotted = ".".join(parts)
     if dotted in KNOB:
         return Var(where, KNOB[dotted].domain, dotted)
+    if sides and parts[0] in ("old", "new") and len(parts) > 1:
+        rest = ".".join(parts[1:])
+        if rest not in KNOB or not KNOB[rest].system:
+            system = [k.name for k in KNOB.values() if k.system]
+            fail(where, f"'{dotted}': old./new. name a system knob ({', '.join(system)})")
+        return Var(where, KNOB[rest].domain, dotted)
     if parts[0] in ("hw", "guest") and len(parts) == 2:
         fields = HW_FIELDS if parts[0] == "hw" else GUEST_FIELDS
         if not outcomes:

@@ -21,7 +21,7 @@ from . import expr as E
 
 _TERMINALS = {
     "NAME": "a name", "ID": "a name", "NUMBER": "a number", "STRING": "a quoted string", "INVARIANT": "'invariant'",
-    "COMPARE": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '<<'", "TABLE": "'idt' or 'tt'",
+    "DIFFERENCE": "'difference'", "COMPARE": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '<<'", "TABLE": "'idt' or 'tt'",
     "$END": "end of file",
 }
 
@@ -29,7 +29,7 @@ _TERMINALS = {
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    return Lark(grammar, start=["start_spec", "start_inv", "start_expr"], parser="lalr",
+    return Lark(grammar, start=["start_spec", "start_inv", "start_expr", "start_expect"], parser="lalr",
                 propagate_positions=False, maybe_placeholders=False, cache=True)
 
 
@@ -39,7 +39,7 @@ _INV_ONLY = {"invariant", "description", "specs", "assume", "prove", "expect", "
 
 def _expected(names, start: str = "") -> str:
     shown = []
-    drop = _SPEC_ONLY if start == "start_inv" else _INV_ONLY if start == "start_spec" else set()
+    drop = {"start_inv": _SPEC_ONLY, "start_spec": _INV_ONLY, "start_expect": _SPEC_ONLY | _INV_ONLY}.get(start, set())
     for n in sorted(names):
         if n in _TERMINALS:
             shown.append(_TERMINALS[n])
@@ -84,6 +84,8 @@ def read(path: Path) -> str:
 class Builder:
     """Turns parse trees of one file into typed objects."""
 
+    sides = False  # may names say `old.`/`new.` (a system knob of one side of a diff)?
+
     def __init__(self, path: str):
         self.path = path
 
@@ -115,7 +117,7 @@ class Builder:
         if kind == "none":
             return E.NoneLit(where)
         if kind == "name":
-            return E.name(where, [str(k) for k in kids], outcomes)
+            return E.name(where, [str(k) for k in kids], outcomes, self.sides)
         if kind == "table_ref":
             return E.table_ref(where, str(kids[0]), self.expr(kids[1], outcomes), str(kids[2]))
         if kind == "table_word":  # `idt` as a word: the hardware event, not the table
@@ -368,6 +370,57 @@ class InvariantBuilder(Builder):
         inv.witness = self.condition(node.children[0])
 
 
+@dataclass
+class Difference:
+    """An intended difference between two specs: the configurations `when` names may differ."""
+
+    name: str
+    where: Location
+    when: E.Expr | None = None
+    description: str = ""
+    cites: list[str] = field(default_factory=list)
+
+
+class ExpectBuilder(Builder):
+    """Reads a `pvsmt diff --expect` file: `difference NAME { when ... cite ... }` blocks."""
+
+    sides = True
+
+    def build(self, tree: Tree) -> list[Difference]:
+        out: list[Difference] = []
+        seen: dict[str, Location] = {}
+        for node in tree.children:
+            d = self.difference(node)
+            if d.name in seen:
+                raise InputError(d.where, f"difference '{d.name}' is already defined at {seen[d.name]}")
+            seen[d.name] = d.where
+            out.append(d)
+        return out
+
+    def difference(self, node: Tree) -> Difference:
+        _keyword, name_tok, *fields_ = node.children
+        d = Difference(str(name_tok), self.at(node))
+        for f in fields_:
+            if f.data == "description":
+                d.description = " ".join(self.string(s).strip() for s in f.children)
+            elif f.data == "cite":
+                d.cites.append(self.string(f.children[0]))
+            elif d.when is not None:
+                raise InputError(self.at(f), f"difference '{d.name}' has two 'when' clauses; join them with 'or'")
+            else:
+                d.when = self.condition(f.children[0], outcomes=False)
+                if "idt" in d.when.names():
+                    raise InputError(d.when.where, "the IDT belongs to each spec: an expected difference "
+                                                   "names configurations (knobs, tt[...], old./new. system knobs)")
+        if d.when is None:
+            raise InputError(d.where, f"difference '{d.name}' has no 'when' clause")
+        return d
+
+
+def load_expected(path: Path) -> list[Difference]:
+    return ExpectBuilder(str(path)).build(parse_text(read(path), str(path), "start_expect"))
+
+
 def load_invariants(path: Path) -> list[Invariant]:
     return InvariantBuilder(str(path)).build(parse_text(read(path), str(path), "start_inv"))
 
@@ -378,4 +431,4 @@ def parse_condition(text: str, where: str) -> E.Expr:
     return b.condition(parse_text(text, where, "start_expr").children[0])
 
 
-__all__ = ["Invariant", "SpecLoader", "load_invariants", "parse_condition", "Guest"]
+__all__ = ["Difference", "Invariant", "SpecLoader", "load_expected", "load_invariants", "parse_condition", "Guest"]
