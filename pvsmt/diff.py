@@ -28,7 +28,7 @@ from .model import Rule
 from .model.outcome import differs, leaves_open
 from .solve import Limits, config_from_model, new_solver
 from .spec import Spec
-from .vocab import BOOL, GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, VECTOR, Domain, domain_of
+from .vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, VECTOR, Domain, domain_of
 
 LEVELS = ("guest", "hardware")
 SIDES = ("old", "new")
@@ -37,6 +37,9 @@ SIDES = ("old", "new")
 KEEP = ("insn", "vector", "guest", "guest_mode", "mode", "vendor", "prefix", "of", "bound.in_range",
         "tt[vector].present", "tt[vector].dpl", "cb.syscall", "cb.syscall32", "cb.sysenter", "gate.table",
         "gate.present", "gate.dpl", "gate.rpl", "gate.in_limit", "gate.index", "debugger", "sig_read_fault")
+
+#: Knobs never widened: a class is about one instruction (it reads better than "insn in {int3, into}").
+NARROW = ("insn",)
 
 #: How many excluded vectors are enumerated before a vector set falls back to an interval.
 VECTOR_HOLES = 24
@@ -61,6 +64,17 @@ class Literal:
     def total(self) -> bool:
         return len(self.values) == len(self.domain.values())
 
+    def holds(self, old, new) -> bool:
+        """Whether concrete configurations (concrete.Config, one per side) satisfy the literal."""
+        head, _, rest = self.key.partition(".")
+        if head in SIDES:
+            return (old if head == "old" else new).get(rest) in self.values
+        if self.key.startswith("tt["):
+            index, _, fld = self.key[3:].partition("].")
+            v = old.get("vector") if index == "vector" else int(index, 0)
+            return old.get(f"tt.{v:#04x}.{fld}") in self.values
+        return old.get(self.key) in self.values
+
 
 @dataclass(frozen=True)
 class Witness:
@@ -78,6 +92,10 @@ class DiffClass:
     free: tuple[str, ...]      # read on the witness paths, yet any value keeps the class
     old: Witness
     new: Witness
+
+    def contains(self, old, new) -> bool:
+        """Whether a configuration (as each side's concrete.Config) lies in the class."""
+        return all(l.holds(old, new) for l in self.literals)
 
     @property
     def uncertain(self) -> tuple[Rule, ...]:
@@ -301,7 +319,7 @@ class Generalizer:
     def _widen(self, lits: list[Literal]) -> list[Literal]:
         out = list(lits)
         for i, lit in enumerate(out):
-            if lit.domain is BOOL or lit.domain.boolean:
+            if lit.domain.boolean or lit.key in NARROW:
                 continue
             if lit.key == "vector":
                 out[i] = self._vectors(out, i)
@@ -399,9 +417,9 @@ class Differ:
         unexpected = z3.And(j.differ, z3.Not(z3.Or(*named))) if named else j.differ
         try:
             result.expected = [self._status(e, c) for e, c in zip(expected, named)]
-            result.differences = self.classes(unexpected, self._differs)
+            self.classes(unexpected, self._differs, into=result.differences)
             if any(self._has_open(s) for s in SIDES):
-                result.unspecified = self.classes(j.open, self._open)
+                self.classes(j.open, self._open, into=result.unspecified)
         except Incomplete as exc:
             result.complete, result.reason = False, str(exc)
         return result
@@ -417,15 +435,17 @@ class Differ:
             raise Incomplete(f"could not decide whether expected difference {e.name} appears")
         return ExpectedStatus(e, present)
 
-    def classes(self, target, concrete_target) -> list[DiffClass]:
-        """Every class of the target, until Z3 proves none is left."""
+    def classes(self, target, concrete_target, into: list[DiffClass]) -> None:
+        """Every class of the target, into `into`, until Z3 proves none is left (else Incomplete,
+        with the classes found so far in `into`)."""
         solver = self.joint.solver(target)
         general = Generalizer(self.joint, target, concrete_target)
-        found: list[DiffClass] = []
+        found = into
         while True:
             answer = solver.check()
             if answer == z3.unsat:
-                return _drop_subsumed(found)
+                found[:] = _drop_subsumed(found)
+                return
             if answer == z3.unknown:
                 raise Incomplete(f"the solver gave up ({solver.reason_unknown()}) after {len(found)} class(es)")
             if len(found) >= self.max_classes:
