@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from .concrete import ConcreteOps
 from .diff import DiffClass, DiffResult, Literal
-from .model.outcome import GuestOutcome, differs, is_unspecified
-from .report import guest_text, hw_text, insn_text, outcome_json, trace_lines, who_text
-from .vocab import GUEST_FIELDS, HW_FIELDS, VECTOR, MaskFlag, Rip
-
-RIP = {Rip.INSN: "%rip at the instruction", Rip.OPCODE: "%rip at the opcode, past the prefixes (rewound by 2)",
-       Rip.NEXT: "%rip after the instruction", Rip.ZERO: "frame rip=0", Rip.TARGET: "%rip at the gate's target"}
-MASK = {MaskFlag.TT_IF: "masked per the TT entry's IF flag", MaskFlag.SYSCALL: "masked per the syscall flag",
-        MaskFlag.SYSCALL32: "masked per the syscall32 flag", MaskFlag.SYSENTER: "masked per the sysenter flag"}
-
+from .model.outcome import differs
+from .report import guest_detail, hw_text, insn_text, open_fields, outcome_json, trace_lines, who_text
+from .vocab import GUEST_FIELDS, HW_FIELDS, VECTOR
 
 # ---- conditions ---------------------------------------------------------------------
 
@@ -61,35 +55,25 @@ def literal_text(lit: Literal, vector: int | None = None) -> str:
     return f"{name} in {{{', '.join(_value(lit, v) for v in lit.values)}}}"
 
 
+def _vector(cls: DiffClass) -> int | None:
+    """The class's one vector, if it has one: `tt[vector]` then prints as `tt[0x80]`."""
+    return next((l.values[0] for l in cls.literals if l.key == "vector" and len(l.values) == 1), None)
+
+
 def condition_text(cls: DiffClass) -> str:
-    vector = next((l.values[0] for l in cls.literals if l.key == "vector" and len(l.values) == 1), None)
-    return " and ".join(literal_text(l, vector) for l in cls.literals) or "true"
+    return " and ".join(literal_text(l, _vector(cls)) for l in cls.literals) or "true"
+
+
+def free_names(cls: DiffClass) -> list[str]:
+    v = _vector(cls)
+    return [k.replace("[vector]", f"[{v:#04x}]") if v is not None else k for k in cls.free]
 
 
 # ---- outcomes -----------------------------------------------------------------------
 
-def _open_fields(g: GuestOutcome) -> list[str]:
-    ops = ConcreteOps([])
-    return [n for n in GUEST_FIELDS if is_unspecified(ops, g, n)]
-
-
 def outcome_text(cls_side, level: str) -> str:
     ev = cls_side.evaluation
-    if level == "hardware":
-        return hw_text(ev.hw)
-    g = ev.guest
-    open_ = _open_fields(g)
-    if "event" in open_:
-        return "unspecified (the document does not say)"
-    parts = [guest_text(g)]
-    if "rip" not in open_ and g.rip in RIP:
-        parts.append(RIP[g.rip])
-    if "masked_by" not in open_ and g.masked_by in MASK:
-        parts.append(MASK[g.masked_by])
-    text = ", ".join(parts)
-    if open_:
-        text += f" (unspecified: {', '.join(open_)})"
-    return text
+    return hw_text(ev.hw) if level == "hardware" else guest_detail(ev.guest)
 
 
 def differing_fields(cls: DiffClass, level: str) -> list[str]:
@@ -107,7 +91,7 @@ def class_block(cls: DiffClass, name: str, result: DiffResult, verbose: bool = F
     guests = cls.old.evaluation.guest is not None
     lines = [f"difference {name} {{", f"    when {condition_text(cls)}"]
     if cls.free:
-        lines.append(f"    # any: {', '.join(cls.free)}")
+        lines.append(f"    # any: {', '.join(free_names(cls))}")
     lines.append(f"    # {result.old.name + ':':<{width}} {outcome_text(cls.old, level)}")
     lines.append(f"    # {result.new.name + ':':<{width}} {outcome_text(cls.new, level)}")
     fields_ = differing_fields(cls, level)
@@ -169,12 +153,12 @@ def class_json(cls: DiffClass, name: str, result: DiffResult) -> dict:
         data = {"outcome": outcome_json(record, fields_), "text": outcome_text(w, level),
                 "path": [{"rule": s.rule.name, "says": s.text, "source": s.rule.cite} for s in ev.trace]}
         if level == "guest":
-            data["unspecified"] = _open_fields(record)
+            data["unspecified"] = open_fields(record)
         return data
     return {
         "name": name, "when": condition_text(cls),
         "literals": [{"name": l.key, "values": [_value(l, v) for v in l.values]} for l in cls.literals],
-        "any": list(cls.free), "differs_in": differing_fields(cls, level),
+        "any": free_names(cls), "differs_in": differing_fields(cls, level),
         "witness": {k: _plain(v) for k, v in sorted(cls.old.config.values.items())},
         "uncertain": [r.name for r in cls.uncertain],
         "old": side(cls.old), "new": side(cls.new),

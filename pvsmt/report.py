@@ -10,7 +10,7 @@ from tabulate import tabulate
 from .concrete import Config, Evaluation
 from .model.outcome import GuestOutcome, HwOutcome
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
-                    Kind, Label, Msr, Source, Vendor, domain_of)
+                    Kind, Label, MaskFlag, Msr, Rip, Source, Vendor, domain_of)
 
 MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
@@ -50,6 +50,33 @@ def guest_text(g: GuestOutcome | None) -> str:
     if g.event == GuestEvent.CALLBACK:
         return f"{g.callback.label} callback"
     return g.event.label.replace("_", " ")
+
+
+RIP = {Rip.INSN: "%rip at the instruction", Rip.OPCODE: "%rip at the opcode, past the prefixes (rewound by 2)",
+       Rip.NEXT: "%rip after the instruction", Rip.ZERO: "frame rip=0", Rip.TARGET: "%rip at the gate's target"}
+MASK = {MaskFlag.TT_IF: "masked per the TT entry's IF flag", MaskFlag.SYSCALL: "masked per the syscall flag",
+        MaskFlag.SYSCALL32: "masked per the syscall32 flag", MaskFlag.SYSENTER: "masked per the sysenter flag"}
+
+
+def open_fields(g: GuestOutcome) -> list[str]:
+    """The fields a guest outcome leaves unspecified (the documented ABI, where it is silent)."""
+    return [n for i, n in enumerate(GUEST_FIELDS) if (g.unspecified >> i) & 1]
+
+
+def guest_detail(g: GuestOutcome | None) -> str:
+    """guest_text plus where %rip points, what masks events, and what is left unspecified."""
+    if g is None:
+        return guest_text(g)
+    unsaid = open_fields(g)
+    if "event" in unsaid:
+        return "unspecified (the document does not say)"
+    parts = [guest_text(g)]
+    if "rip" not in unsaid and g.rip in RIP:
+        parts.append(RIP[g.rip])
+    if "masked_by" not in unsaid and g.masked_by in MASK:
+        parts.append(MASK[g.masked_by])
+    text = ", ".join(parts)
+    return text + (f" (unspecified: {', '.join(unsaid)})" if unsaid else "")
 
 
 def insn_text(config: Config) -> str:
@@ -215,6 +242,7 @@ def explain_json(spec, resolved, ev: Evaluation) -> dict:
         guest = outcome_json(ev.guest, GUEST_FIELDS)
         if ev.guest.kind == Kind.NONE:
             guest["kind"] = None
+        guest["unspecified"] = open_fields(ev.guest)
     return {
         "spec": spec.name,
         "config": {n: _json_value(domain_of(n), resolved.config.get(n)) for n in names},
@@ -238,7 +266,7 @@ def explain_text(spec, resolved, ev: Evaluation, verbose: bool = False) -> str:
     lines += [f"  {label:<{width}}  {text}" for label, text in rows]
     lines += ["outcome:", f"  hardware: {hw_text(ev.hw)}"]
     if guests:
-        lines.append(f"  guest:    {guest_text(ev.guest)}")
+        lines.append(f"  guest:    {guest_detail(ev.guest)}")
     lines += ["path:"] + trace_lines(ev, verbose)
     defaulted = [n for n in names if source.get(n) == "default"]
     others = len(resolved.defaulted()) - len(defaulted)
