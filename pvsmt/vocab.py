@@ -312,7 +312,7 @@ KNOBS: tuple[Knob, ...] = (
          "(the instruction sits within 5 bytes of an unreadable page)", guest_layer=True),
     Knob("delivery", enum(Delivery), "event delivery: idt, or fred (CR4.FRED set)", system=True),
     Knob("abi", enum(Abi), "the account of Xen's behaviour: code (Xen's source) or doc (pv-traps.rst)",
-         system=True),
+         system=True, guest_layer=True),
     Knob("efer.sce", BOOL, "EFER.SCE: SYSCALL enabled", system=True),
     Knob("sysenter_cs", enum(SysenterCS), "MSR_SYSENTER_CS null or not", system=True),
     Knob("gate_audit", BOOL,

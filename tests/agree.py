@@ -70,6 +70,7 @@ class Checker:
         self.fields = [(f"hw.{f}", getattr(self.enc.hw, f)) for f in HW_FIELDS]
         if self.enc.guests:
             self.fields += [(f"guest.{f}", getattr(self.enc.guest, f)) for f in GUEST_FIELDS]
+            self.fields.append(("guest.unspecified", self.enc.guest.unspecified))  # the document's silences
         self._eq: dict = {}
         self._differs: dict = {}
 
@@ -85,6 +86,7 @@ class Checker:
         if self.enc.guests:
             assert evaluation.guest is not None
             values += [getattr(evaluation.guest, f) for f in GUEST_FIELDS]
+            values.append(evaluation.guest.unspecified)
         return values
 
     def differs(self, values: list):

@@ -19,10 +19,11 @@ import pytest
 from agree import Checker, overrides_for, spec
 from pvsmt.concrete import evaluate
 from pvsmt.configure import parse_setting, resolve
+from pvsmt.model.outcome import UNSPECIFIED_BIT
 from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS, KNOBS
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
-KEYS = ("spec", "set", "hw", "guest", "rules")
+KEYS = ("spec", "set", "hw", "guest", "unspecified", "rules")
 HEADER = re.compile(r"^\[case ([a-z0-9][a-z0-9_\-]*)\]$")
 
 
@@ -34,6 +35,7 @@ class ModelCase:
     settings: list[str] = field(default_factory=list)
     hw: dict[str, object] = field(default_factory=dict)
     guest: dict[str, object] = field(default_factory=dict)
+    unspecified: list[str] | None = None  # guest fields the outcome leaves open (None: not checked)
     rules: list[str] = field(default_factory=list)
 
 
@@ -45,6 +47,20 @@ def _fields(text: str, domains: dict, where: str) -> dict[str, object]:
             raise ValueError(f"{where}: '{item}': expected FIELD=VALUE with FIELD one of {', '.join(domains)}")
         out[name] = domains[name].parse(value)
     return out
+
+
+def _open_fields(text: str, where: str) -> list[str]:
+    """`unspecified: FIELD ...` (guest fields), or `all`, or `none`."""
+    names = text.split()
+    if names == ["all"]:
+        return list(GUEST_FIELDS)
+    if names == ["none"]:
+        return []
+    for name in names:
+        if name not in GUEST_FIELDS:
+            raise ValueError(f"{where}: unspecified '{name}': expected guest fields ({', '.join(GUEST_FIELDS)}), "
+                             f"'all' or 'none'")
+    return names
 
 
 def parse_cases(path: Path) -> list[ModelCase]:
@@ -60,13 +76,18 @@ def parse_cases(path: Path) -> list[ModelCase]:
         for key in ("spec", "set"):
             if key not in raw:
                 raise ValueError(f"{c.where}: case {c.name} has no '{key}:' line")
-        if "hw" not in raw and "guest" not in raw:
-            raise ValueError(f"{c.where}: case {c.name} expects nothing (no 'hw:' or 'guest:' line)")
+        if "hw" not in raw and "guest" not in raw and "unspecified" not in raw:
+            raise ValueError(f"{c.where}: case {c.name} expects nothing (no 'hw:', 'guest:' or 'unspecified:' line)")
         c.spec = raw["spec"].strip()
         c.settings = raw["set"].split()
         c.hw = _fields(raw.get("hw", ""), HW_FIELDS, c.where)
         c.guest = _fields(raw.get("guest", ""), GUEST_FIELDS, c.where)
         c.rules = raw.get("rules", "").split()
+        if "unspecified" in raw:
+            c.unspecified = _open_fields(raw["unspecified"], c.where)
+            both = set(c.unspecified) & set(c.guest)
+            if both:
+                raise ValueError(f"{c.where}: case {c.name} expects a value for unspecified {', '.join(sorted(both))}")
 
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         text = line.split("#", 1)[0].rstrip()
@@ -131,9 +152,15 @@ def test_case(case: ModelCase):
     context = f"{case.where} [case {case.name}]; path: {' > '.join(path)}"
 
     wrong = mismatches(case.hw, ev.hw)
-    if case.guest:
+    if case.guest or case.unspecified is not None:
         assert s.has_guests, f"{context}: spec {case.spec} has no guest layer but the case expects guest fields"
         wrong += ["guest." + w for w in mismatches(case.guest, ev.guest)]
+        left_open = [n for n in GUEST_FIELDS if ev.guest.unspecified & UNSPECIFIED_BIT[n]]
+        wrong += [f"guest.{n}: expected a value, but the outcome leaves it unspecified"
+                  for n in case.guest if n in left_open]
+        if case.unspecified is not None and set(case.unspecified) != set(left_open):
+            wrong.append(f"unspecified: expected {' '.join(case.unspecified) or 'none'}, "
+                         f"got {' '.join(left_open) or 'none'}")
     else:
         assert (ev.guest is None) == (not s.has_guests)
     for rule in case.rules:
@@ -208,3 +235,21 @@ def test_a_wrong_expectation_fails(tmp_path):
     (case,) = parse_cases(f)
     with pytest.raises(AssertionError, match="vector: expected 13, got 0x80"):
         test_case(case)
+
+
+def test_a_wrong_unspecified_expectation_fails(tmp_path):
+    """`unspecified:` is checked both ways: a field left open, and a field the outcome states."""
+    f = tmp_path / "open.cases"
+    base = ("[case open]  # deliberately wrong\nspec: pv-traps-doc\n"
+            "set: guest=pv64 guest_mode=user insn=int_n vector=0x80 tt.0x80.present=1 tt.0x80.dpl=3\n")
+    f.write_text(base + "unspecified: vector masked_by\n")
+    (case,) = parse_cases(f)
+    with pytest.raises(AssertionError, match="unspecified: expected vector masked_by, got masked_by"):
+        test_case(case)
+    f.write_text(base.replace("dpl=3", "dpl=0") + "guest: event=exception\n")
+    (case,) = parse_cases(f)
+    with pytest.raises(AssertionError, match="guest.event: expected a value, but the outcome leaves it unspecified"):
+        test_case(case)
+    f.write_text(base + "guest: vector=0x80\nunspecified: vector\n")
+    with pytest.raises(ValueError, match="expects a value for unspecified vector"):
+        parse_cases(f)
