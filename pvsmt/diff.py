@@ -28,7 +28,7 @@ from .model import Rule
 from .model.outcome import differs, leaves_open
 from .solve import Limits, config_from_model, new_solver
 from .spec import Spec
-from .vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, VECTOR, Domain, domain_of
+from .vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, Domain, domain_of
 
 LEVELS = ("guest", "hardware")
 SIDES = ("old", "new")
@@ -41,8 +41,13 @@ KEEP = ("insn", "vector", "guest", "guest_mode", "mode", "vendor", "prefix", "of
 #: Knobs never widened: a class is about one instruction (it reads better than "insn in {int3, into}").
 NARROW = ("insn",)
 
-#: How many excluded vectors are enumerated before a vector set falls back to an interval.
-VECTOR_HOLES = 24
+#: How many excluded values of a wide literal (vector, gate.index) are enumerated before
+#: its set falls back to an interval.
+MAX_HOLES = 24
+
+#: The fields that say what happens; a side leaving one of these open is reported as
+#: "unspecified" (a silent %rip or mask flag alone is not worth a class).
+HEADLINE = ("event", "vector", "error_code", "callback")
 
 
 class Incomplete(Exception):
@@ -121,6 +126,7 @@ class DiffResult:
     expected: list[ExpectedStatus] = field(default_factory=list)
     complete: bool = True
     reason: str = ""
+    unspecified_reason: str = ""  # why the unspecified list is partial, if it is
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -151,7 +157,8 @@ class Joint:
         ops = self.sides["old"].ops
         names = GUEST_FIELDS if level == "guest" else HW_FIELDS
         self.differ = _z3(differs(ops, a, b, names), self.ctx)
-        self.open = _z3(ops.all(ops.not_(differs(ops, a, b, names)), leaves_open(ops, a, b, names)), self.ctx)
+        self.open = _z3(ops.all(ops.not_(differs(ops, a, b, names)), leaves_open(ops, a, b, headline(level))),
+                        self.ctx)
         self.base = [enc.formula for enc in self.sides.values()]
         self.base += [p for enc in self.sides.values() for p in enc.pins()]
         self.base += [c for enc in self.sides.values() for c in enc.certain()]
@@ -321,10 +328,8 @@ class Generalizer:
         for i, lit in enumerate(out):
             if lit.domain.boolean or lit.key in NARROW:
                 continue
-            if lit.key == "vector":
-                out[i] = self._vectors(out, i)
-                continue
             if len(lit.domain.values()) > 16:
+                out[i] = self._by_holes(out, i)
                 continue
             for value in lit.domain.values():
                 if value in lit.values:
@@ -337,25 +342,26 @@ class Generalizer:
                     out[i] = wider
         return out
 
-    def _vectors(self, lits: list[Literal], i: int) -> Literal:
-        """The vector literal widened to every vector the rest of the cube keeps in the class."""
-        rest = lits[:i] + lits[i + 1:]
-        var = knob_var("vector", self.joint.ctx)
+    def _by_holes(self, lits: list[Literal], i: int) -> Literal:
+        """A wide integer literal (the vector, a selector index) widened to every value the rest of
+        the cube keeps in the class: all values but the holes found, else an interval."""
+        lit, rest = lits[i], lits[:i] + lits[i + 1:]
+        var = self.joint.term(lit.key)
         holes: list[int] = []
-        while len(holes) <= VECTOR_HOLES:
+        while len(holes) <= MAX_HOLES:
             model = self.probe.counterexample(rest, *[var != h for h in holes])
             if model is None:
-                values = tuple(v for v in range(256) if v not in holes)
-                return Literal("vector", values, VECTOR)
+                return Literal(lit.key, tuple(v for v in lit.domain.values() if v not in holes), lit.domain)
             holes.append(model.eval(var, model_completion=True).as_long())
-        return self._interval(rest, lits[i].values[0])
+        return self._interval(rest, lit)
 
-    def _interval(self, rest: list[Literal], v: int) -> Literal:
+    def _interval(self, rest: list[Literal], lit: Literal) -> Literal:
+        v, top = lit.values[0], lit.domain.hi
         def ok(lo, hi):
-            return self.probe.implies(rest + [Literal("vector", tuple(range(lo, hi + 1)), VECTOR)])
-        hi = _largest(v, 255, lambda h: ok(v, h))
-        lo = 255 - _largest(255 - v, 255, lambda x: ok(255 - x, hi))
-        return Literal("vector", tuple(range(lo, hi + 1)), VECTOR)
+            return self.probe.implies(rest + [Literal(lit.key, tuple(range(lo, hi + 1)), lit.domain)])
+        hi = _largest(v, top, lambda h: ok(v, h))
+        lo = top - _largest(top - v, top, lambda x: ok(top - x, hi))
+        return Literal(lit.key, tuple(range(lo, hi + 1)), lit.domain)
 
     def _free(self, keys: list[str], lits: list[Literal]) -> tuple[str, ...]:
         kept = {l.key for l in lits}
@@ -364,6 +370,10 @@ class Generalizer:
             pinned.add("cpl")  # follows from the guest kind and mode (model/axioms.py)
         return tuple(k for k in sorted(keys, key=_rank_key) if k not in kept and k not in pinned
                      and k.partition(".")[0] not in SIDES)
+
+
+def headline(level: str) -> tuple[str, ...]:
+    return HEADLINE if level == "guest" else ()
 
 
 def _largest(lo: int, hi: int, ok) -> int:
@@ -405,7 +415,7 @@ class Differ:
         ops = ConcreteOps([])
         pick = (lambda ev: ev.guest) if level == "guest" else (lambda ev: ev.hw)
         self._differs = lambda a, b: bool(differs(ops, pick(a), pick(b), fields_))
-        self._open = lambda a, b: (not self._differs(a, b)) and bool(leaves_open(ops, pick(a), pick(b), fields_))
+        self._open = lambda a, b: (not self._differs(a, b)) and bool(leaves_open(ops, pick(a), pick(b), headline(level)))
 
     def run(self, expected=()) -> DiffResult:
         """Classes of the differences outside `expected` (lang.parse.Difference), and which of those appear."""
@@ -418,10 +428,14 @@ class Differ:
         try:
             result.expected = [self._status(e, c) for e, c in zip(expected, named)]
             self.classes(unexpected, self._differs, into=result.differences)
-            if any(self._has_open(s) for s in SIDES):
-                self.classes(j.open, self._open, into=result.unspecified)
         except Incomplete as exc:
             result.complete, result.reason = False, str(exc)
+            return result
+        if any(self._has_open(s) for s in SIDES):
+            try:
+                self.classes(j.open, self._open, into=result.unspecified)
+            except Incomplete as exc:  # the differences stand; only the list of silences is partial
+                result.unspecified_reason = str(exc)
         return result
 
     def _has_open(self, side: str) -> bool:
@@ -476,15 +490,16 @@ def situation_notes(old: Spec, new: Spec) -> list[str]:
             continue
         a, b = _allowed(old, knob.name), _allowed(new, knob.name)
         if a != b:
-            fmt = lambda vs: ", ".join(knob.domain.format(v) for v in vs) if vs else "any"  # noqa: E731
+            fmt = lambda vs: "any" if vs is None else ", ".join(knob.domain.format(v) for v in vs) or "none"  # noqa: E731
             notes.append(f"{knob.name}: OLD allows {fmt(a)}, NEW allows {fmt(b)}; "
                          f"only configurations both allow are compared")
     return notes
 
 
-def _allowed(spec: Spec, name: str) -> tuple:
+def _allowed(spec: Spec, name: str) -> tuple | None:
+    """The values an unconditional fact allows `name` (None: no such fact)."""
     facts = [f for f in spec.facts.get(name, ()) if f.when is None]
-    return tuple(sorted(facts[0].values)) if facts else ()
+    return tuple(sorted(facts[0].values)) if facts else None
 
 
 class DiffEnv:

@@ -11,7 +11,7 @@ from .concrete import ConcreteOps
 from .diff import DiffClass, DiffResult, Literal
 from .model.outcome import differs
 from .report import guest_detail, hw_text, insn_text, open_fields, outcome_json, trace_lines, who_text
-from .vocab import GUEST_FIELDS, HW_FIELDS, VECTOR
+from .vocab import GUEST_FIELDS, HW_FIELDS
 
 # ---- conditions ---------------------------------------------------------------------
 
@@ -40,8 +40,8 @@ def _name(lit: Literal, vector: int | None) -> str:
 def literal_text(lit: Literal, vector: int | None = None) -> str:
     """One literal in the expression language of .inv and --expect files."""
     name = _name(lit, vector)
-    if lit.domain is VECTOR or lit.key == "vector":
-        holes = sorted(set(range(256)) - set(lit.values))
+    if len(lit.domain.values()) > 16:  # the vector, a selector index: sets of numbers
+        holes = sorted(set(lit.domain.values()) - set(lit.values))
         if len(lit.values) == 1:
             return f"{name} == {lit.values[0]:#04x}"
         if len(holes) <= 8:
@@ -121,7 +121,8 @@ def diff_text(result: DiffResult, verbose: bool = False) -> str:
     for i, cls in enumerate(result.differences, 1):
         out += class_block(cls, f"class-{i}", result, verbose) + [""]
     if result.unspecified:
-        out.append(f"Left unspecified by a side (not differences): {len(result.unspecified)} class(es)")
+        out.append(f"Left unspecified by a side (not differences): {len(result.unspecified)} class(es)"
+                   + (f" (partial: {result.unspecified_reason})" if result.unspecified_reason else ""))
         for i, cls in enumerate(result.unspecified, 1):
             out += [("    " + line) for line in class_block(cls, f"unspecified-{i}", result, verbose)] + [""]
     out.append(summary(result))
@@ -175,6 +176,7 @@ def diff_json(result: DiffResult) -> dict:
         "old": {"name": result.old.name, "path": str(result.old.path)},
         "new": {"name": result.new.name, "path": str(result.new.path)},
         "level": result.level, "complete": result.complete, "reason": result.reason, "notes": result.notes,
+        "unspecified_complete": not result.unspecified_reason,
         "differences": [class_json(c, f"class-{i}", result) for i, c in enumerate(result.differences, 1)],
         "unspecified": [class_json(c, f"unspecified-{i}", result) for i, c in enumerate(result.unspecified, 1)],
         "expected": [{"name": s.expected.name, "present": s.present} for s in result.expected],

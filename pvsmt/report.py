@@ -63,6 +63,11 @@ def open_fields(g: GuestOutcome) -> list[str]:
     return [n for i, n in enumerate(GUEST_FIELDS) if (g.unspecified >> i) & 1]
 
 
+def _unsaid_fault(g: GuestOutcome, unsaid: list[str]) -> str:
+    what = "a fault" if g.kind == Kind.FAULT and "kind" not in unsaid else "an exception"
+    return f"{what} (which one is not stated)" if g.event == GuestEvent.EXCEPTION else g.event.label
+
+
 def guest_detail(g: GuestOutcome | None) -> str:
     """guest_text plus where %rip points, what masks events, and what is left unspecified."""
     if g is None:
@@ -70,7 +75,7 @@ def guest_detail(g: GuestOutcome | None) -> str:
     unsaid = open_fields(g)
     if "event" in unsaid:
         return "unspecified (the document does not say)"
-    parts = [guest_text(g)]
+    parts = [guest_text(g) if not {"vector", "error_code"} & set(unsaid) else _unsaid_fault(g, unsaid)]
     if "rip" not in unsaid and g.rip in RIP:
         parts.append(RIP[g.rip])
     if "masked_by" not in unsaid and g.masked_by in MASK:

@@ -272,3 +272,59 @@ def test_too_many_classes_is_incomplete_not_clean(capsys):
     code, out, _ = run(capsys, "diff", "--max-classes", "2", SPECS / "xen.spec", SPECS / "xen-fred.spec")
     assert code == 1  # differences were found: that decides before completeness
     assert "incomplete" in out
+
+
+# ---- the shipped answers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("old,new,expect,level", [
+    ("xen", "xen-fred", "xen--xen-fred.expect", "guest"),
+    ("pv-traps-doc", "xen", "pv-traps-doc--xen.expect", "guest"),
+    ("pv-traps-doc-fred", "xen-fred", "pv-traps-doc-fred--xen-fred.expect", "guest"),
+    ("pv-traps-doc", "xen-pv-n", "pv-traps-doc--xen-pv-n.hardware.expect", "hardware"),
+])
+def test_every_shipped_expectation_file_explains_its_diff_exactly(old, new, expect, level):
+    expected = load_expected(ROOT / "diffs" / expect)
+    assert all(e.cites for e in expected), "every expected difference cites its source"
+    result = Differ(spec(old), spec(new), level).run(expected)
+    assert result.complete
+    assert result.differences == [], [c.literals for c in result.differences]
+    assert all(s.present for s in result.expected)
+
+
+@lru_cache(maxsize=None)
+def doc_diff():
+    return diff("pv-traps-doc", "xen")
+
+
+@pytest.mark.parametrize("settings,what", [
+    # reference 1.1 item 1: TT[0x80] whose vDPL refuses the caller: the document does not say
+    ({"insn": Insn.INT_N, "vector": 0x80, "guest": "pv64", "tt.0x80.present": True, "tt.0x80.dpl": 0},
+     "int80 vdpl"),
+    # reference 1.1 item 3: which fault a missing SYSCALL callback gives is not stated
+    ({"insn": Insn.SYSCALL, "guest": "pv64", "guest_mode": GuestMode.USER, "mode": CodeMode.LONG64,
+      "cb.syscall": False, "tt.0x06.present": True, "tt.0x0d.present": True}, "fault type"),
+    # reference 1.1 item 4: call gates in the LDT
+    ({"insn": Insn.CALLGATE, "guest": "pv32", "mode": CodeMode.COMPAT, "gate.table": "ldt"}, "ldt gate"),
+])
+def test_document_silences_are_reported_as_unspecified_not_as_differences(settings, what):
+    from pvsmt.vocab import Guest, GateTable
+    fixed = dict(settings)
+    if "guest" in fixed:
+        fixed["guest"] = Guest.parse(fixed["guest"])
+    if "gate.table" in fixed:
+        fixed["gate.table"] = GateTable.parse(fixed["gate.table"])
+    a, b = spec("pv-traps-doc"), spec("xen")
+    ca, cb = resolve(a, fixed).config, resolve(b, fixed).config
+    result = doc_diff()
+    assert not any(c.contains(ca, cb) for c in result.differences), what
+    assert any(c.contains(ca, cb) for c in result.unspecified), what
+
+
+def test_the_document_disagrees_with_the_code_on_sysenter_rip():
+    """reference 1.1 item 2: the code gives rip=0, the document a rewound %rip."""
+    settings = {"insn": Insn.SYSENTER, "vendor": Vendor.INTEL, "guest_mode": GuestMode.USER,
+                "mode": CodeMode.LONG64, "cb.sysenter": False, "tt.0x06.present": True, "tt.0x0d.present": True}
+    a, b = spec("pv-traps-doc"), spec("xen")
+    ca, cb = resolve(a, settings).config, resolve(b, settings).config
+    members = [c for c in doc_diff().differences if c.contains(ca, cb)]
+    assert members and "rip" in {f for f in GUEST_FIELDS if getattr(evaluate(ca).guest, f) != getattr(evaluate(cb).guest, f)}
