@@ -8,10 +8,14 @@
      the concrete evaluator, which is what a brute-force checker would do for
      one fixed IDT and no guest layer at all.
 
+It also times `pvsmt diff xen xen-fred --expect diffs/xen--xen-fred.expect` and
+`pvsmt diff pv-traps-doc xen` (complete class enumerations), reported as ratios
+to the prove run.
+
 Prints medians of --repeat runs (wall-clock) and the ratios.  Ratios, not
 seconds, are what to compare across machines.
 
-Usage: python bench/bench.py [--repeat N] [--proofs DIR]
+Usage: python bench/bench.py [--repeat N] [--proofs DIR] [--no-diff]
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (median is reported)")
     ap.add_argument("--proofs", default="proofs", help="the invariants to prove")
+    ap.add_argument("--no-diff", action="store_true", help="skip the pvsmt diff measurements")
     args = ap.parse_args()
 
     startup, _ = wall([sys.executable, "-c", "import z3"], args.repeat)
@@ -97,6 +102,15 @@ def main() -> int:
     print(f"concrete enumeration         {brute:8.3f} s   ({count} hardware-level configurations, one IDT)")
     print(f"ratio prove / start-up       {prove / startup:8.2f}")
     print(f"ratio prove / enumeration    {prove / brute:8.2f}")
+    if not args.no_diff:
+        pvsmt = [sys.executable, "-m", "pvsmt", "diff"]
+        fred, code = wall(pvsmt + ["specs/xen.spec", "specs/xen-fred.spec", "--expect",
+                                   "diffs/xen--xen-fred.expect"], args.repeat)
+        doc, doc_code = wall(pvsmt + ["specs/pv-traps-doc.spec", "specs/xen.spec"], max(1, args.repeat // 3))
+        print(f"pvsmt diff xen xen-fred      {fred:8.3f} s   (exit {code}, with --expect)")
+        print(f"pvsmt diff pv-traps-doc xen  {doc:8.3f} s   (exit {doc_code}, every class and silence)")
+        print(f"ratio diff idt/fred / prove  {fred / prove:8.2f}")
+        print(f"ratio diff doc/xen / prove   {doc / prove:8.2f}")
     return 0
 
 
