@@ -23,7 +23,7 @@ from .errors import ModelDisagreement, PvsmtError
 from .lang.parse import Invariant
 from .model import RULES, Rule
 from .spec import Spec
-from .vocab import KNOBS, domain_of
+from .vocab import KNOBS, Abi, domain_of
 
 
 class Verdict(Enum):
@@ -120,6 +120,10 @@ class Prover:
         if inv.guest_level and not spec.has_guests:
             return Verdict.VACUOUS, dict(reason=f"spec {spec.name} has no PV guests (guest = none); "
                                                 f"the invariant is about the guest layer")
+        if inv.guest_level and spec.fixed("abi") == Abi.DOC:
+            return Verdict.UNKNOWN, dict(reason=f"spec {spec.name} states the documented ABI, which leaves guest "
+                                                f"fields unspecified where the document is silent: compare it "
+                                                f"with `pvsmt diff` instead")
         enc = self.encoding(spec)
         with self._posed(enc, inv) as (solver, violated, posed):
             return self._decide(enc, inv, solver, violated, posed)

@@ -328,3 +328,9 @@ def test_the_document_disagrees_with_the_code_on_sysenter_rip():
     ca, cb = resolve(a, settings).config, resolve(b, settings).config
     members = [c for c in doc_diff().differences if c.contains(ca, cb)]
     assert members and "rip" in {f for f in GUEST_FIELDS if getattr(evaluate(ca).guest, f) != getattr(evaluate(cb).guest, f)}
+
+
+def test_prove_never_claims_a_guest_level_invariant_against_the_documented_abi(capsys):
+    code, out, _ = run(capsys, "prove", ROOT / "proofs" / "int-n.inv", "--spec", SPECS / "pv-traps-doc.spec")
+    assert code == 3
+    assert "proved" not in out.split("checks:")[-1] and "compare it with `pvsmt diff`" in out
