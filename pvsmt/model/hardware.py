@@ -23,16 +23,16 @@ CONTRIBUTORY = (0, 10, 11, 12, 13)
 
 R = Rule
 INT3 = R("hw.int3", "INT3 (CC) raises #BP as a software exception, gate DPL checked",
-         f"{SDM_INT}; pv-traps.rst L20-21")
+         f"{SDM_INT}; pv-traps.rst L22")
 INT_N = R("hw.int_n", "INT $N (CD ib) is a software interrupt, gate DPL checked",
           f"{SDM_INT}; {SDM_PROT}")
 INTO_64 = R("hw.into.long64", "INTO is invalid in 64-bit mode: #UD",
-            "SDM Vol.2A 'INTO' (64-bit mode: #UD); pv-traps.rst L23-25; Xen decode.c L652 (not_64bit)")
+            "SDM Vol.2A 'INTO' (64-bit mode: #UD); pv-traps.rst L24-25; Xen decode.c L652 (not_64bit)")
 INTO_OF0 = R("hw.into.of0", "INTO with RFLAGS.OF=0 does nothing", "SDM Vol.2A 'INT n/INTO/INT3/INT1'")
 INTO_OF1 = R("hw.into.of1", "INTO with RFLAGS.OF=1 raises #OF as a software exception, gate DPL checked",
              SDM_INT)
 INT1 = R("hw.int1", "INT1/ICEBP (F1) raises #DB; the gate DPL is not checked",
-         f"{SDM_PROT} (INT1 excluded from the DPL check); pv-traps.rst L29-31; XTF swint-emulation L36")
+         f"{SDM_PROT} (INT1 excluded from the DPL check); pv-traps.rst L32-34; XTF swint-emulation L36")
 UD_INSN = R("hw.ud", "{insn} raises #UD", "SDM Vol.2B 'UD-Undefined Instruction'")
 BOUND_64 = R("hw.bound.long64", "byte 0x62 in 64-bit mode is not BOUND: #UD",
              "SDM Vol.2A 'BOUND' (64-bit mode: #UD); Xen decode.c L649 (not_64bit)",
@@ -52,7 +52,7 @@ SYSCALL_CSTAR = R("hw.syscall.cstar", "SYSCALL from compatibility mode (AMD-like
 SYSENTER_AMD = R("hw.sysenter.amd_long", "SYSENTER in long mode on an AMD-like CPU: #UD",
                  "AMD APM Vol.3 'SYSENTER' (#UD in long mode); pv-traps.rst L42-43; XTF xsa-339 L17-18")
 SYSENTER_NULL = R("hw.sysenter.null_cs", "SYSENTER with MSR_SYSENTER_CS[15:2]=0: #GP(0)",
-                  "SDM Vol.2B 'SYSENTER' Operation; pv-traps.rst L40-41")
+                  "SDM Vol.2B 'SYSENTER' Operation; pv-traps.rst L41-42")
 SYSENTER_OK = R("hw.sysenter.enter", "SYSENTER enters at MSR_SYSENTER_EIP", "SDM Vol.2B 'SYSENTER'")
 GATE_NULL = R("hw.callgate.null", "far CALL with a null selector: #GP(0)", "SDM Vol.2A 'CALL' Operation")
 GATE_LIMIT = R("hw.callgate.limit", "far CALL selector {sel:#06x} beyond the {table} limit: #GP({ec:#x})",
