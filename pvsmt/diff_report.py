@@ -7,6 +7,8 @@ Pure functions; nothing here runs Z3.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .concrete import ConcreteOps
 from .diff import DiffClass, DiffResult, Literal
 from .model.outcome import differs
@@ -110,9 +112,19 @@ def class_block(cls: DiffClass, name: str, result: DiffResult, verbose: bool = F
 
 # ---- the whole result -------------------------------------------------------------------
 
+def shown_path(path) -> str:
+    """A spec's path relative to the working directory when it lies below it (stable across checkouts)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def diff_text(result: DiffResult, verbose: bool = False) -> str:
     old, new = result.old, result.new
-    out = [f"pvsmt diff, {result.level} level: OLD {old.name} ({old.path}), NEW {new.name} ({new.path})"]
+    out = [f"pvsmt diff, {result.level} level: OLD {old.name} ({shown_path(old.path)}), "
+           f"NEW {new.name} ({shown_path(new.path)})"]
     out += [f"note: {n}" for n in result.notes]
     for s in result.expected:
         state = "present" if s.present else "NOT PRESENT: no configuration it names differs"
@@ -173,8 +185,8 @@ def _plain(value):
 
 def diff_json(result: DiffResult) -> dict:
     return {
-        "old": {"name": result.old.name, "path": str(result.old.path)},
-        "new": {"name": result.new.name, "path": str(result.new.path)},
+        "old": {"name": result.old.name, "path": shown_path(result.old.path)},
+        "new": {"name": result.new.name, "path": shown_path(result.new.path)},
         "level": result.level, "complete": result.complete, "reason": result.reason, "notes": result.notes,
         "unspecified_complete": not result.unspecified_reason,
         "differences": [class_json(c, f"class-{i}", result) for i, c in enumerate(result.differences, 1)],

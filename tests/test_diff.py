@@ -334,3 +334,13 @@ def test_prove_never_claims_a_guest_level_invariant_against_the_documented_abi(c
     code, out, _ = run(capsys, "prove", ROOT / "proofs" / "int-n.inv", "--spec", SPECS / "pv-traps-doc.spec")
     assert code == 3
     assert "proved" not in out.split("checks:")[-1] and "compare it with `pvsmt diff`" in out
+
+
+def test_two_runs_print_identical_bytes():
+    import subprocess
+    import sys
+    argv = [sys.executable, "-m", "pvsmt", "diff", "specs/xen.spec", "specs/xen-fred.spec"]
+    runs = [subprocess.run(argv, cwd=ROOT, capture_output=True, text=True) for _ in range(2)]
+    assert runs[0].returncode == runs[1].returncode == 1
+    assert runs[0].stdout == runs[1].stdout
+    assert "(specs/xen.spec)" in runs[0].stdout  # paths relative to the working directory
