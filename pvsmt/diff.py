@@ -38,8 +38,9 @@ KEEP = ("insn", "vector", "guest", "guest_mode", "mode", "vendor", "prefix", "of
         "tt[vector].present", "tt[vector].dpl", "cb.syscall", "cb.syscall32", "cb.sysenter", "gate.table",
         "gate.present", "gate.dpl", "gate.rpl", "gate.in_limit", "gate.index", "debugger", "sig_read_fault")
 
-#: Knobs never widened: a class is about one instruction (it reads better than "insn in {int3, into}").
-NARROW = ("insn",)
+#: Knobs widened only to values whose paths read every other literal of the class: "insn in
+#: {ud0, ud1, ud2} and sig_read_fault == 1" is one cause, "insn in {int3, into} and of == 1" is not.
+RELEVANT_ONLY = ("insn",)
 
 #: How many excluded values of a wide literal (vector, gate.index) are enumerated before
 #: its set falls back to an interval.
@@ -326,7 +327,7 @@ class Generalizer:
     def _widen(self, lits: list[Literal]) -> list[Literal]:
         out = list(lits)
         for i, lit in enumerate(out):
-            if lit.domain.boolean or lit.key in NARROW:
+            if lit.domain.boolean:
                 continue
             if len(lit.domain.values()) > 16:
                 out[i] = self._by_holes(out, i)
@@ -334,13 +335,22 @@ class Generalizer:
             for value in lit.domain.values():
                 if value in lit.values:
                     continue
-                alone = Literal(lit.key, (value,), lit.domain)
-                if not self.space.nonempty(out[:i] + [alone] + out[i + 1:]):
+                alone = out[:i] + [Literal(lit.key, (value,), lit.domain)] + out[i + 1:]
+                if not self.space.nonempty(alone):
                     continue  # no configuration has it: widening would only blur the description
+                if lit.key in RELEVANT_ONLY and not self._relevant(alone, lit.key):
+                    continue
                 wider = out[i].widen(value)
                 if self.probe.implies(out[:i] + [wider] + out[i + 1:]):
                     out[i] = wider
         return out
+
+    def _relevant(self, lits: list[Literal], key: str) -> bool:
+        """Whether a configuration of the cube reads every literal but `key` on one side or the other."""
+        model = self.space.solver.model()  # of the cube just found non-empty
+        old, new = self.joint.witness(model)
+        read = set(self._keys(old, new))
+        return all(l.key in read for l in lits if l.key != key)
 
     def _by_holes(self, lits: list[Literal], i: int) -> Literal:
         """A wide integer literal (the vector, a selector index) widened to every value the rest of
