@@ -49,7 +49,7 @@ UD_PLAIN = R("xen.ud", "no forced-emulation signature at %rip: #UD is passed to 
              "Xen traps.c L1339-1350 (do_invalid_op); pv/emul-inv-op.c L15-72")
 UD_AS_PF = R("xen.ud.sig_read_fault",
              "do_invalid_op: reading the 5-byte signature at %rip faults, so the guest gets #PF "
-             "(error code {ec:#x}) instead of #UD",
+             "(error code 0, plus U in user mode) instead of #UD",
              "Xen pv/emul-inv-op.c L25-29, L35-40; traps.c L1345-1349; reference 6 row 40, 8.5")
 OTHER_EXC = R("xen.exception.other", "exception {vector:#04x} from a guest instruction: not modelled",
               "reference 3.11")
@@ -253,9 +253,9 @@ def not_present(s: State, ec) -> GuestOutcome:
 
 def invalid_op(s: State) -> GuestOutcome:
     o = s.ops
-    pf_ec = o.ite(kernel(s), 0, 4)
+    pf_ec = lambda: o.ite(kernel(s), 0, 4)  # noqa: E731  (the U bit: read only on this path)
     return o.decide(
-        case(s.sig_read_fault, UD_AS_PF, lambda: inject(s, PF, pf_ec, Source.HW_EXC, Kind.FAULT), ec=pf_ec),
+        case(s.sig_read_fault, UD_AS_PF, lambda: inject(s, PF, pf_ec(), Source.HW_EXC, Kind.FAULT)),
         case(True, UD_PLAIN, lambda: inject(s, UD, NONE, Source.HW_EXC, Kind.FAULT)),
     )
 
