@@ -49,7 +49,7 @@ Names for --set (unset names take the spec's defaults; the output says which):
 Spec facts, overridable for what-if questions:
   idt.N.dpl=0..3  idt.N.present=0|1  idt.N.type=interrupt|trap
   idt.N.entry=exception|int80|int82|irq  efer.sce=0|1  sysenter_cs=0|nonnull
-  gate_audit=0|1  delivery=idt|fred
+  gate_audit=0|1  delivery=idt|fred  abi=code|doc
 """
 
 
