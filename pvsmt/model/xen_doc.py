@@ -24,10 +24,11 @@ only a section's range, the range is cited.
 from __future__ import annotations
 
 from ..vocab import (BP, BR, DB, GP, NONE, OF, UD, Callback, CodeMode, Delivery, GateTable, Guest, GuestEvent,
-                     GuestMode, Insn, Kind, MaskFlag, Prefix, Rip, Source, SysenterCS, Vendor)
+                     Insn, Kind, MaskFlag, Rip, Source, SysenterCS, Vendor)
 from .hardware import selector_ec
 from .outcome import ALL_UNSPECIFIED, GuestOutcome, HwOutcome, unspecified
 from .rules import Rule, State, case
+from .xen_idt import kernel, permitted, rewound_by_2  # the public header's vDPL rule is permit_softint
 
 DOC = "pv-traps.rst"
 HEADER = "xen/include/public/arch-x86/xen.h L117-137 (trap_info flags: vDPL 0 nobody, 1-2 kernel, 3 everyone)"
@@ -182,15 +183,6 @@ def D(event: GuestEvent, vector=NONE, error_code=NONE, type=Source.NONE, kind=Ki
 def silent() -> GuestOutcome:
     """The document says nothing: every field is open (the values shown are placeholders)."""
     return GuestOutcome(GuestEvent.UNMODELLED, unspecified=ALL_UNSPECIFIED)
-
-
-def kernel(s: State):
-    return s.guest_mode == GuestMode.KERNEL
-
-
-def permitted(s: State, vdpl):
-    """The public header's vDPL: 1-2 admit the kernel, 3 everyone, 0 nobody."""
-    return s.ops.ite(kernel(s), vdpl >= 1, vdpl == 3)
 
 
 def doc_event(s: State, hw: HwOutcome) -> GuestOutcome:
@@ -351,7 +343,7 @@ def turned_back(s: State, what: str) -> GuestOutcome:
     return o.decide(
         case(o.not_(handlers), SILENT_FAULT_HANDLERS, silent, what=what),
         case(s.delivery == Delivery.IDT, TURNED_BACK_IDT,
-             lambda: fault(o.ite(s.prefix == Prefix.NONE, Rip.INSN, Rip.OPCODE)), what=what),
+             lambda: fault(rewound_by_2(s)), what=what),
         case(True, TURNED_BACK_FRED, lambda: fault(Rip.INSN), what=what),
     )
 

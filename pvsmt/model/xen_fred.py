@@ -8,13 +8,13 @@ do_invalid_op, handle_DB) are the ones IDT mode uses (xen_idt.py).
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DB, GP, NONE, NP, OF, UD, Callback, CodeMode, Guest, GuestEvent, HwEvent, Kind,
+from ..vocab import (BP, BR, DB, GP, NONE, NP, OF, UD, Callback, CodeMode, GuestEvent, HwEvent, Kind,
                      MaskFlag, Source)
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
 from .xen_idt import (DB_DEBUG, GATE_RAW, INT3_DEBUG, NOTHING, SHUTDOWN, G, debug_event, general_protection,
-                      at_insn, frame_zero, inject, invalid_op, kernel, not_present, permitted,
-                      resumes)
+                      at_insn, inject, invalid_op, kernel, not_present, permitted, resumes,
+                      sysenter_bounce)
 from .xen_idt import callback as idt_callback
 
 R = Rule
@@ -121,13 +121,7 @@ def syscall(s: State) -> GuestOutcome:
 
 
 def sysenter(s: State) -> GuestOutcome:
-    o = s.ops
-    user_path = lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP, MaskFlag.SYSENTER, frame_zero)  # noqa: E731
-    return o.decide(
-        case(o.all(s.guest == Guest.PV64, kernel(s)), SYSENTER_K64, lambda: G(GuestEvent.DOMAIN_CRASH),
-             alternatives=lambda: [user_path()]),
-        case(True, SYSENTER, user_path),
-    )
+    return sysenter_bounce(s, SYSENTER_K64, SYSENTER, CALLBACK_RULES)
 
 
 def callback(s: State, which: Callback, registered, missing: int, mask: MaskFlag, rip_missing) -> GuestOutcome:

@@ -359,18 +359,25 @@ def syscall_entry(s: State, hw: HwOutcome) -> GuestOutcome:
 
 
 def sysenter_entry(s: State) -> GuestOutcome:
-    o = s.ops
-    user_path = lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP, MaskFlag.SYSENTER, frame_zero)  # noqa: E731
-    return o.decide(
-        case(o.all(s.guest == Guest.PV64, kernel(s)), SYSENTER_K64, lambda: G(GuestEvent.DOMAIN_CRASH),
-             # if the frame write below the 2^64 wrap did not fault, the bounce goes on as from user mode
-             alternatives=lambda: [user_path()]),
-        case(True, SYSENTER_ENTRY, user_path),
-    )
+    return sysenter_bounce(s, SYSENTER_K64, SYSENTER_ENTRY, CALLBACK_RULES)
 
 
 #: The rules of a callback bounce: registered, missing (#UD), missing (#GP(0)).
 CALLBACK_RULES = (CB_BOUNCE, CB_MISSING_UD, CB_MISSING_GP)
+
+
+def sysenter_bounce(s: State, pv64_kernel: Rule, user: Rule, rules) -> GuestOutcome:
+    """SYSENTER as both entry paths (IDT's sysenter_entry, FRED's OTHER/2) handle it, with each path's rules:
+    the PV64 kernel's frame lands below RSP=0 (UNCERTAIN), anyone else gets the callback or #GP(0)."""
+    o = s.ops
+    user_path = lambda: callback(s, Callback.SYSENTER, s.cb_sysenter, GP, MaskFlag.SYSENTER,  # noqa: E731
+                                 frame_zero, rules)
+    return o.decide(
+        case(o.all(s.guest == Guest.PV64, kernel(s)), pv64_kernel, lambda: G(GuestEvent.DOMAIN_CRASH),
+             # if the frame write below the 2^64 wrap did not fault, the bounce goes on as from user mode
+             alternatives=lambda: [user_path()]),
+        case(True, user, user_path),
+    )
 
 
 def callback(s: State, which: Callback, registered, missing: int, mask: MaskFlag, rip_missing,
