@@ -236,11 +236,12 @@ class Probe:
     def check(self, conds):
         return self.solver.check(*[self._indicator(c) for c in conds])
 
-    def nonempty(self, lits) -> bool:
-        return self.check([self.joint.condition(l) for l in lits]) == z3.sat
+    def example(self, lits):
+        """A model of the cube (under the probe's base), or None."""
+        return self.counterexample(lits)
 
-    def implies(self, lits, *extra) -> bool:
-        return self.check([self.joint.condition(l) for l in lits] + list(extra)) == z3.unsat
+    def implies(self, lits) -> bool:
+        return self.check([self.joint.condition(l) for l in lits]) == z3.unsat
 
     def core(self, lits) -> list[Literal] | None:
         conds = [self.joint.condition(l) for l in lits]
@@ -264,7 +265,7 @@ class Generalizer:
         self.target = target
         self.concrete_target = concrete_target  # (old Evaluation, new Evaluation) -> bool
         self.probe = Probe(joint, target)
-        self.space = Probe(joint, z3.BoolVal(False, joint.ctx))  # base alone: is a cube non-empty?
+        self.space = Probe(joint, z3.BoolVal(False, joint.ctx))  # base alone: examples of a cube
 
     def __call__(self, model: z3.ModelRef) -> DiffClass:
         old, new = self.joint.witness(model)
@@ -336,18 +337,18 @@ class Generalizer:
                 if value in lit.values:
                     continue
                 alone = out[:i] + [Literal(lit.key, (value,), lit.domain)] + out[i + 1:]
-                if not self.space.nonempty(alone):
+                example = self.space.example(alone)
+                if example is None:
                     continue  # no configuration has it: widening would only blur the description
-                if lit.key in RELEVANT_ONLY and not self._relevant(alone, lit.key):
+                if lit.key in RELEVANT_ONLY and not self._relevant(example, alone, lit.key):
                     continue
                 wider = out[i].widen(value)
                 if self.probe.implies(out[:i] + [wider] + out[i + 1:]):
                     out[i] = wider
         return out
 
-    def _relevant(self, lits: list[Literal], key: str) -> bool:
-        """Whether a configuration of the cube reads every literal but `key` on one side or the other."""
-        model = self.space.solver.model()  # of the cube just found non-empty
+    def _relevant(self, model: z3.ModelRef, lits: list[Literal], key: str) -> bool:
+        """Whether `model`, a configuration of the cube, reads every literal but `key` on one side or the other."""
         old, new = self.joint.witness(model)
         read = set(self._keys(old, new))
         return all(l.key in read for l in lits if l.key != key)

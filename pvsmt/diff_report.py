@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .concrete import ConcreteOps
 from .diff import DiffClass, DiffResult, Literal
-from .model.outcome import differs
-from .report import guest_detail, hw_text, insn_text, open_fields, outcome_json, trace_lines, who_text
+from .model.outcome import differs, open_fields
+from .report import guest_detail, hw_text, insn_text, outcome_json, trace_lines, who_text
 from .vocab import GUEST_FIELDS, HW_FIELDS
 
 # ---- conditions ---------------------------------------------------------------------

@@ -174,9 +174,6 @@ class TableTerm:
 
     def free(self, v):
         """The entry for vector v as the functions give it, whether or not the spec fixes it."""
-        return self._free(v)
-
-    def _free(self, v):
         index = _z3(v, self.ctx)
         if self.domain.boolean:
             return self.bits[0](index)
@@ -186,7 +183,7 @@ class TableTerm:
     def __call__(self, v):
         if _is_py(v):
             entry = self.entries[v] if 0 <= v < len(self.entries) else None
-            return entry if entry is not None else self._free(v)
+            return entry if entry is not None else self.free(v)
         key = v.get_id()
         if key not in self._cache:
             self._cache[key] = self._closed_form(v)
@@ -194,9 +191,9 @@ class TableTerm:
 
     def _closed_form(self, v):
         (lo, hi, value), *rest = self.segments[::-1]
-        term = _z3(value, self.ctx) if value is not None else self._free(v)
+        term = _z3(value, self.ctx) if value is not None else self.free(v)
         for lo, hi, value in rest:
-            piece = _z3(value, self.ctx) if value is not None else self._free(v)
+            piece = _z3(value, self.ctx) if value is not None else self.free(v)
             term = z3.If(v <= hi, piece, term)
         return term
 
@@ -262,9 +259,8 @@ class Encoding:
         self.side = side
         self.ops = Z3Ops(self.ctx, side)
         facts = self._facts()
-        self.fixed = {name: fs[0].values[0] for name, fs in facts.items()
-                      if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
-        fixed = self.fixed
+        self.fixed = fixed = {name: fs[0].values[0] for name, fs in facts.items()
+                              if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
         self.state = SymbolicState(self.ops, fixed, side)
         self.guests = spec.has_guests
         self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)

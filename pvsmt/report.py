@@ -8,7 +8,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from .concrete import Config, Evaluation
-from .model.outcome import GuestOutcome, HwOutcome
+from .model.outcome import GuestOutcome, HwOutcome, open_fields
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
                     Kind, Label, MaskFlag, Msr, Rip, Source, Vendor, domain_of)
 
@@ -56,11 +56,6 @@ RIP = {Rip.INSN: "%rip at the instruction", Rip.OPCODE: "%rip at the opcode, pas
        Rip.NEXT: "%rip after the instruction", Rip.ZERO: "frame rip=0", Rip.TARGET: "%rip at the gate's target"}
 MASK = {MaskFlag.TT_IF: "masked per the TT entry's IF flag", MaskFlag.SYSCALL: "masked per the syscall flag",
         MaskFlag.SYSCALL32: "masked per the syscall32 flag", MaskFlag.SYSENTER: "masked per the sysenter flag"}
-
-
-def open_fields(g: GuestOutcome) -> list[str]:
-    """The fields a guest outcome leaves unspecified (the documented ABI, where it is silent)."""
-    return [n for i, n in enumerate(GUEST_FIELDS) if (g.unspecified >> i) & 1]
 
 
 def _unsaid_fault(g: GuestOutcome, unsaid: list[str]) -> str:

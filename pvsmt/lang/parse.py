@@ -147,6 +147,18 @@ class Builder:
     def condition(self, node, outcomes: bool = True) -> E.Expr:
         return E.require_bool(self.expr(node, outcomes))
 
+    def named_blocks(self, tree: Tree, build_one, kind: str) -> list:
+        """Build each top-level block; a name may be defined once per file."""
+        out: list = []
+        seen: dict[str, Location] = {}
+        for node in tree.children:
+            item = build_one(node)
+            if item.name in seen:
+                raise InputError(item.where, f"{kind} '{item.name}' is already defined at {seen[item.name]}")
+            seen[item.name] = item.where
+            out.append(item)
+        return out
+
 
 # ---- specs --------------------------------------------------------------------
 
@@ -319,15 +331,7 @@ class Invariant:
 
 class InvariantBuilder(Builder):
     def build(self, tree: Tree) -> list[Invariant]:
-        out: list[Invariant] = []
-        seen: dict[str, Location] = {}
-        for node in tree.children:
-            inv = self.invariant(node)
-            if inv.name in seen:
-                raise InputError(inv.where, f"invariant '{inv.name}' is already defined at {seen[inv.name]}")
-            seen[inv.name] = inv.where
-            out.append(inv)
-        return out
+        return self.named_blocks(tree, self.invariant, "invariant")
 
     def invariant(self, node: Tree) -> Invariant:
         _keyword, name_tok, *fields_ = node.children
@@ -387,15 +391,7 @@ class ExpectBuilder(Builder):
     sides = True
 
     def build(self, tree: Tree) -> list[Difference]:
-        out: list[Difference] = []
-        seen: dict[str, Location] = {}
-        for node in tree.children:
-            d = self.difference(node)
-            if d.name in seen:
-                raise InputError(d.where, f"difference '{d.name}' is already defined at {seen[d.name]}")
-            seen[d.name] = d.where
-            out.append(d)
-        return out
+        return self.named_blocks(tree, self.difference, "difference")
 
     def difference(self, node: Tree) -> Difference:
         _keyword, name_tok, *fields_ = node.children

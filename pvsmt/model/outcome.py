@@ -50,6 +50,11 @@ def unspecified(*names: str) -> int:
     return sum(UNSPECIFIED_BIT[n] for n in names)
 
 
+def open_fields(record: GuestOutcome) -> list[str]:
+    """The fields a concrete guest outcome leaves unspecified."""
+    return [n for n, bit in UNSPECIFIED_BIT.items() if record.unspecified & bit]
+
+
 
 def is_unspecified(ops, record, name: str):
     """Whether `record` leaves field `name` open (guest outcomes only)."""
