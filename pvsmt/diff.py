@@ -158,8 +158,7 @@ class Joint:
         ops = self.sides["old"].ops
         names = GUEST_FIELDS if level == "guest" else HW_FIELDS
         self.differ = _z3(differs(ops, a, b, names), self.ctx)
-        self.open = _z3(ops.all(ops.not_(differs(ops, a, b, names)), leaves_open(ops, a, b, headline(level))),
-                        self.ctx)
+        self.open = z3.And(z3.Not(self.differ), _z3(leaves_open(ops, a, b, headline(level)), self.ctx))
         self.base = [enc.formula for enc in self.sides.values()]
         self.base += [p for enc in self.sides.values() for p in enc.pins()]
         self.base += [c for enc in self.sides.values() for c in enc.certain()]
