@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError, PvsmtError
+from .formats import FORMATS
 
 EXIT_CODES = """\
 exit status:
@@ -91,10 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fix a knob or override a spec fact in every check (what-if)")
     prove.add_argument("-v", "--verbose", action="store_true",
                        help="show every knob of a counterexample and the rule names")
+    prove.add_argument("--format", choices=FORMATS, default="text",
+                       help="text (default, a terminal), email (72 columns, to quote in a review), markdown "
+                            "(a merge request), json (docs/report-format.md), junit (JUnit XML for CI)")
+    prove.add_argument("-o", "--output", type=Path, metavar="FILE",
+                       help="write the report to FILE (stdout then gets the one-line summary)")
+    prove.add_argument("--max", type=int, default=1, metavar="N",
+                       help="up to N counterexamples per refuted check, each differing from the others "
+                            "in a knob that matters (default 1)")
+    prove.add_argument("--unused-facts", action="store_true",
+                       help="list the spec facts that no verdict relied on")
+    prove.add_argument("--timings", action="store_true",
+                       help="add wall-clock times (the report is then no longer the same bytes on every run)")
     prove.add_argument("--rlimit", type=int, default=50_000_000, metavar="N",
-                       help="Z3 resource limit per check: deterministic work budget (0: none)")
+                       help="Z3 resource limit per query: a deterministic work budget (default 50000000; "
+                            "0: none)")
     prove.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                       help="wall-clock limit per check (0: none)")
+                       help="wall-clock limit per query, a safety net behind --rlimit (default 60; 0: none)")
 
     explain = sub.add_parser("explain", help="evaluate one concrete configuration", description=EXPLAIN_HELP,
                              epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,6 +192,10 @@ def cmd_explain(args) -> int:
 
 def cmd_prove(args) -> int:
     from .prove_run import run
+    if args.max < 1:
+        raise InputError("--max", "expected a positive number")
+    if args.rlimit < 0 or args.timeout < 0:
+        raise InputError("--rlimit/--timeout", "expected a number >= 0 (0: no limit)")
     return run(args, settings(args))
 
 

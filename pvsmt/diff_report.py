@@ -7,12 +7,10 @@ Pure functions; nothing here runs Z3.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .concrete import ConcreteOps
 from .diff import DiffClass, DiffResult, Literal
 from .model.outcome import differs, open_fields
-from .report import guest_detail, hw_text, insn_text, outcome_json, trace_lines, who_text
+from .report import guest_detail, hw_text, insn_text, outcome_json, shown_path, trace_lines, who_text
 from .vocab import GUEST_FIELDS, HW_FIELDS
 
 # ---- conditions ---------------------------------------------------------------------
@@ -111,15 +109,6 @@ def class_block(cls: DiffClass, name: str, result: DiffResult, verbose: bool = F
 
 
 # ---- the whole result -------------------------------------------------------------------
-
-def shown_path(path) -> str:
-    """A spec's path relative to the working directory when it lies below it (stable across checkouts)."""
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
-
 
 def diff_text(result: DiffResult, verbose: bool = False) -> str:
     old, new = result.old, result.new

@@ -9,7 +9,7 @@ trap table and callback registration at once.
 from __future__ import annotations
 
 import functools
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 
 import z3
 
@@ -152,6 +152,14 @@ class Z3Ops:
         return type(record)(**values)
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """A table entry a spec declaration fixes, in a tracked encoding: `value` while `lit` is assumed."""
+
+    lit: object
+    value: object
+
+
 class TableTerm:
     """One field of a per-vector table (`idt.dpl`) as a function of a vector term.
 
@@ -183,7 +191,7 @@ class TableTerm:
     def __call__(self, v):
         if _is_py(v):
             entry = self.entries[v] if 0 <= v < len(self.entries) else None
-            return entry if entry is not None else self.free(v)
+            return self._piece(entry, v)
         key = v.get_id()
         if key not in self._cache:
             self._cache[key] = self._closed_form(v)
@@ -191,11 +199,18 @@ class TableTerm:
 
     def _closed_form(self, v):
         (lo, hi, value), *rest = self.segments[::-1]
-        term = _z3(value, self.ctx) if value is not None else self.free(v)
+        term = _z3(self._piece(value, v), self.ctx)
         for lo, hi, value in rest:
-            piece = _z3(value, self.ctx) if value is not None else self.free(v)
-            term = z3.If(v <= hi, piece, term)
+            term = z3.If(v <= hi, _z3(self._piece(value, v), self.ctx), term)
         return term
+
+    def _piece(self, entry, v):
+        """An entry's term at vector v: the spec's value, the free functions, or (tracked) either."""
+        if entry is None:
+            return self.free(v)
+        if isinstance(entry, Tracked):
+            return z3.If(entry.lit, _z3(entry.value, self.ctx), self.free(v))
+        return entry
 
 
 def _runs(entries: list) -> list[tuple[int, int, object]]:
@@ -209,6 +224,8 @@ def _runs(entries: list) -> list[tuple[int, int, object]]:
 
 
 def _same_entry(a, b) -> bool:
+    if isinstance(a, Tracked) or isinstance(b, Tracked):
+        return isinstance(a, Tracked) and isinstance(b, Tracked) and a.lit.eq(b.lit) and _same(a.value, b.value)
     return a is None and b is None or (a is not None and b is not None and _same(a, b))
 
 
@@ -248,11 +265,16 @@ class SymbolicState:
         return self.tables[("tt", field)](vector)
 
 
+#: Spec knobs kept as constants even in a tracked encoding: `abi` chooses whose account of Xen
+#: is modelled, it is not a fact about the system a proof could rely on or not.
+UNTRACKED = ("abi",)
+
+
 class Encoding:
     """A spec (plus --set overrides) as Z3 terms: constraints and both outcomes."""
 
     def __init__(self, spec: Spec, overrides: dict[str, object] | None = None, ctx: z3.Context | None = None,
-                 side: str = ""):
+                 side: str = "", tracked: bool = False):
         self.spec = spec
         self.overrides = dict(overrides or {})
         self.ctx = ctx or z3.Context()
@@ -260,10 +282,15 @@ class Encoding:
         self.ops = Z3Ops(self.ctx, side)
         facts = self._facts()
         self.fixed = fixed = {name: fs[0].values[0] for name, fs in facts.items()
-                              if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1}
-        self.state = SymbolicState(self.ops, fixed, side)
+                              if len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1
+                              and (not tracked or fs[0].where is None or name in UNTRACKED)}
+        #: With `tracked`, each spec declaration is a literal to assume (for unsat cores), not a constant.
+        self.tracked: dict[str, tuple[z3.BoolRef, Fact]] = {}
+        entries = self._tracked_entries(facts) if tracked else {}
+        self.state = SymbolicState(self.ops, {**fixed, **entries}, side)
+        fixed = {**fixed, **entries}  # encoded in the table terms: no constraint of their own
         self.guests = spec.has_guests
-        self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed)
+        self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed, tracked)
         self.hw = cpu_event(self.state)
         self.guest = xen_event(self.state, self.hw) if self.guests else None
 
@@ -286,7 +313,7 @@ class Encoding:
         axioms = AXIOMS + (GUEST_AXIOMS if self.guests else ())
         return [_z3(a.holds(self.state), self.ctx) for a in axioms]
 
-    def _fact_constraints(self, facts: dict[str, list[Fact]], fixed: dict[str, object]) -> list:
+    def _fact_constraints(self, facts: dict[str, list[Fact]], fixed: dict[str, object], tracked: bool) -> list:
         out = []
         env = Env(self)
         for name, fs in facts.items():
@@ -296,8 +323,30 @@ class Encoding:
             for f in fs:
                 allowed = self.ops.any(*(term == _z3(v, self.ctx) for v in f.values))
                 cond = f.when.eval(env) if f.when is not None else True
-                out.append(_z3(self.ops.any(self.ops.not_(cond), allowed), self.ctx))
+                constraint = _z3(self.ops.any(self.ops.not_(cond), allowed), self.ctx)
+                out.append(z3.Implies(self._track(f), constraint) if tracked and f.where is not None
+                           else constraint)
         return out
+
+    def _tracked_entries(self, facts: dict[str, list[Fact]]) -> dict[str, "Tracked"]:
+        """Table entries a single declaration fixes, as values guarded by its literal: the table
+        terms keep their few segments (one per declaration) instead of 256 free entries."""
+        out = {}
+        for name, fs in facts.items():
+            if name not in KNOB and len(fs) == 1 and fs[0].when is None and len(fs[0].values) == 1 \
+                    and fs[0].where is not None:
+                out[name] = Tracked(self._track(fs[0]), fs[0].values[0])
+        return out
+
+    def _track(self, fact: Fact) -> z3.BoolRef:
+        """The literal standing for `fact`'s declaration (one per declaration, shared by its rows)."""
+        if fact.ref not in self.tracked:
+            self.tracked[fact.ref] = (z3.Bool(f"fact!{fact.ref}", self.ctx), fact)
+        return self.tracked[fact.ref][0]
+
+    def facts_assumed(self) -> list:
+        """Every tracked declaration's literal, in the spec's order (the assumptions of a core query)."""
+        return [lit for lit, _ in self.tracked.values()]
 
     def term(self, name: str):
         """The Z3 term of a knob or table entry name (`vendor`, `tt.0x80.dpl`)."""

@@ -6,10 +6,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import report
+from pathlib import Path
+
 from .discover import invariant_files, pairs
+from .document import prove_document
 from .errors import InputError, PvsmtError
+from .formats import render, summary
 from .lang.parse import SpecLoader
+from .provenance import unused
 from .solve import Limits, Prover, Result, Verdict, exit_code
 
 
@@ -19,14 +23,39 @@ def run(args, overrides: dict[str, object]) -> int:
     todo = pairs(invariant_files(args.paths), args.spec, loader)
     if not todo:
         raise InputError(" ".join(args.paths), "no invariants to prove (the files define none)")
-    limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000))
+    limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
     results = check_all(todo, limits, overrides)
-    print(report.results_table(results))
-    for line in report.details(results, args.verbose):
-        print(line)
-    print()
-    print(report.summary(results, time.perf_counter() - start))
-    return exit_code(r.verdict for r in results)
+    code = exit_code(r.verdict for r in results)
+    unused = unused_facts(todo, results) if args.unused_facts else None
+    seconds = time.perf_counter() - start if args.timings else None
+    doc = prove_document(results, limits, code, seconds, unused)
+    text = render(doc, args.format, args.verbose)
+    if args.output:
+        write_report(args.output, text)
+        print(f"{summary(doc)}; {args.format} report written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return code
+
+
+def write_report(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise InputError(f"--output {path}", f"cannot write: {exc.strerror or exc}") from None
+
+
+def unused_facts(todo, results: list[Result]) -> dict[str, list]:
+    """Per spec, the declarations no verdict relied on (proofs' cores, counterexamples' paths)."""
+    used: dict[str, set[str]] = {}
+    specs = {}
+    for r in results:
+        specs[r.spec.name] = r.spec
+        refs = used.setdefault(r.spec.name, set())
+        refs.update(f.ref for f in r.facts)
+        for cex in r.counterexamples:
+            refs.update(f.ref for f in cex.facts)
+    return {name: unused(spec, used[name]) for name, spec in specs.items()}
 
 
 def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[Result]:

@@ -5,6 +5,8 @@ Pure functions from results to text or JSON-ready data; nothing here runs Z3.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tabulate import tabulate
 
 from .concrete import Config, Evaluation
@@ -216,7 +218,7 @@ def summary(results, seconds: float) -> str:
 
 # ---- explain -------------------------------------------------------------------------------
 
-def _json_value(domain, value):
+def json_value(domain, value):
     if isinstance(value, Label):
         return None if value.name == "NONE" else value.label
     if isinstance(value, bool):
@@ -225,7 +227,7 @@ def _json_value(domain, value):
 
 
 def outcome_json(record, fields) -> dict:
-    return {name: _json_value(domain, getattr(record, name)) for name, domain in fields.items()}
+    return {name: json_value(domain, getattr(record, name)) for name, domain in fields.items()}
 
 
 def hardware_json(hw: HwOutcome) -> dict:
@@ -233,6 +235,20 @@ def hardware_json(hw: HwOutcome) -> dict:
     if hw.event != HwEvent.IDT:
         out["gate_type"] = None  # no gate was used
     return out
+
+
+def trace_json(ev: Evaluation) -> list[dict]:
+    return [{"layer": s.rule.layer, "rule": s.rule.name, "text": s.text, "source": s.rule.cite,
+             "uncertain": s.rule.uncertain or None} for s in ev.trace]
+
+
+def shown_path(path) -> str:
+    """A path relative to the working directory when it lies below it (stable across checkouts)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
 
 
 def explain_json(spec, resolved, ev: Evaluation) -> dict:
@@ -245,12 +261,11 @@ def explain_json(spec, resolved, ev: Evaluation) -> dict:
         guest["unspecified"] = open_fields(ev.guest)
     return {
         "spec": spec.name,
-        "config": {n: _json_value(domain_of(n), resolved.config.get(n)) for n in names},
+        "config": {n: json_value(domain_of(n), resolved.config.get(n)) for n in names},
         "defaulted": [n for n in names if resolved.source.get(n) == "default"],
         "hardware": hardware_json(ev.hw),
         "guest": guest,
-        "trace": [{"layer": s.rule.layer, "rule": s.rule.name, "text": s.text, "source": s.rule.cite,
-                   "uncertain": s.rule.uncertain or None} for s in ev.trace],
+        "trace": trace_json(ev),
         "uncertain": [s.rule.uncertain for s in ev.trace if s.rule.uncertain],
     }
 

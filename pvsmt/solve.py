@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import z3
 
 from .concrete import ConcreteEnv, Config, Evaluation, evaluate
+from .counterexample import Explainer, Role, changed
 from .encode import Encoding, Env, value_of
 from .errors import ModelDisagreement, PvsmtError
+from .lang.expr import Compare, Const, Expr, Logic, Var, failing_part
 from .lang.parse import Invariant
 from .model import RULES, Rule
-from .spec import Spec
-from .vocab import KNOBS, Abi, domain_of
+from .provenance import Tracker, path_facts
+from .spec import Fact, Spec
+from .vocab import KNOBS, Abi, Insn, domain_of
 
 
 class Verdict(Enum):
@@ -55,9 +58,22 @@ def exit_code(verdicts) -> int:
 
 @dataclass(frozen=True)
 class Counterexample:
+    """A violating configuration, replayed, with what explains it.
+
+    `roles` says, name by name, whether the violation needs the value shown (and
+    which values still violate); `failing` is the smallest part of the property
+    that is false; `changed` the names that differ from the spec's defaults;
+    `facts` the spec declarations that gave the path's names their values.
+    """
+
     config: Config
     evaluation: Evaluation
     inv_reads: tuple[str, ...] = ()  # names the invariant's expressions read
+    roles: tuple[Role, ...] = ()
+    failing: Expr | None = None
+    changed: tuple[str, ...] = ()
+    facts: tuple[Fact, ...] = ()
+    defaults: dict = field(default_factory=dict, compare=False)  # the spec's defaults, for `changed`
 
     @property
     def uncertain(self) -> tuple[Rule, ...]:
@@ -70,9 +86,20 @@ class Result:
     spec: Spec
     verdict: Verdict
     seconds: float
-    counterexample: Counterexample | None = None
+    counterexamples: tuple[Counterexample, ...] = ()
     reason: str = ""
     relies_on: tuple[Rule, ...] = ()
+    facts: tuple[Fact, ...] = ()        # proved: a minimal set of declarations the proof needs
+    facts_unknown: str = ""             # why `facts` could not be determined, if so
+    unreachable: tuple[str, ...] = ()   # vacuous: the parts of the invariant's scope nothing reaches
+
+    @property
+    def counterexample(self) -> Counterexample | None:
+        return self.counterexamples[0] if self.counterexamples else None
+
+    @property
+    def uncertain_facts(self) -> tuple[Fact, ...]:
+        return tuple(f for f in self.facts if f.uncertain)
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,7 @@ class Limits:
     rlimit: int = 50_000_000
     timeout_ms: int = 60_000
     seed: int = 0
+    max_counterexamples: int = 1
 
 
 def new_solver(limits: Limits, ctx: z3.Context) -> z3.Solver:
@@ -103,6 +131,7 @@ class Prover:
         self._encodings: dict[str, Encoding] = {}
         self._solvers: dict[str, z3.Solver] = {}
         self._defaults: dict[str, dict[str, object]] = {}
+        self._tracker: Tracker | None = None
         self.ctx = z3.Context()  # one per prover: a run does not depend on earlier runs
 
     def encoding(self, spec: Spec) -> Encoding:
@@ -134,16 +163,77 @@ class Prover:
             return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {enc.spec.name}")
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {self._why(solver)}")
+        unreachable = self._unreachable(enc, inv, solver)
+        if unreachable is None:
+            return Verdict.UNKNOWN, dict(reason=f"checking the scope: {self._why(solver)}")
+        if unreachable:
+            return Verdict.VACUOUS, dict(unreachable=unreachable, reason=(
+                f"the assumptions never hold for {' or '.join(unreachable)} in spec {enc.spec.name}"))
         rules = uncertain_rules(enc)
         if solver.check(*enc.certain(*(r.name for r in rules)), violated) == z3.unsat:
-            return Verdict.PROVED, dict(relies_on=())  # holds whatever the uncertain rules do
+            # it holds whatever the uncertain rules do
+            return Verdict.PROVED, dict(relies_on=(), **self._provenance(inv, enc.spec, free=True))
         answer = solver.check(*enc.certain(), violated)
         if answer == z3.unknown:
             return Verdict.UNKNOWN, dict(reason=self._why(solver))
         if answer == z3.sat:
-            model = self._closest(enc, posed) or solver.model()
-            return Verdict.REFUTED, dict(counterexample=self._replay(enc, inv, model))
-        return self._relies(enc, solver, violated, rules)
+            return Verdict.REFUTED, dict(counterexamples=self._counterexamples(enc, inv, solver, violated, posed))
+        verdict, extra = self._relies(enc, solver, violated, rules)
+        if verdict is Verdict.PROVED:
+            extra.update(self._provenance(inv, enc.spec, free=False))
+        return verdict, extra
+
+    def _unreachable(self, enc: Encoding, inv: Invariant, solver: z3.Solver) -> list[str] | None:
+        """The instructions the assumptions name (`insn == X`, `insn in {...}`) that no configuration
+        satisfying them executes; None if the solver gives up."""
+        out = []
+        for insn in scope(inv):
+            answer = solver.check(*enc.certain(), enc.term("insn") == int(insn))
+            if answer == z3.unknown:
+                return None
+            if answer == z3.unsat:
+                out.append(f"insn == {insn.label}")
+        return out
+
+    def _provenance(self, inv: Invariant, spec: Spec, free: bool) -> dict:
+        """The declarations the proof needs: a minimal core in the spec's tracked encoding, with every
+        UNCERTAIN rule left free when the proof held that way."""
+        if self._tracker is None:
+            self._tracker = Tracker(lambda ctx: new_solver(self.limits, ctx), self.overrides, self.ctx)
+        names = tuple(r.name for r in RULES.values() if r.uncertain) if free else ()
+        core = self._tracker.core(inv, spec, names)
+        return dict(facts=core.facts, facts_unknown=core.unknown)
+
+    def _counterexamples(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list):
+        """Up to max_counterexamples, each closest to the defaults among those outside the classes of
+        the ones before: every one differs from the others in a name that matters."""
+        out: list[Counterexample] = []
+        explainer = Explainer(enc, solver, violated, enc.certain())
+        blocks: list = []
+        while len(out) < max(1, self.limits.max_counterexamples):
+            if out and solver.check(*enc.certain(), violated) != z3.sat:
+                break
+            model = self._closest(enc, posed + blocks) or solver.model()
+            cex = self._replay(enc, inv, model)
+            cex = self._explain(enc, inv, explainer, cex)
+            out.append(cex)
+            block = z3.Not(explainer.block(cex.roles))
+            blocks.append(block)
+            solver.add(block)  # inside the posed scope: popped with it
+        return tuple(out)
+
+    def _explain(self, enc: Encoding, inv: Invariant, explainer: Explainer, cex: Counterexample) -> Counterexample:
+        names = list(dict.fromkeys([*cex.evaluation.reads, *cex.inv_reads]))
+        env = ConcreteEnv(cex.config, cex.evaluation)
+        defaults = self._defaults_of(enc.spec)
+        return replace(cex, roles=explainer.roles(cex.config, names), failing=failing_part(inv.prove, env),
+                       changed=changed(cex.config, defaults, names), defaults=defaults,
+                       facts=path_facts(enc.spec, cex.config, names))
+
+    def _defaults_of(self, spec: Spec) -> dict[str, object]:
+        if spec.path not in self._defaults:
+            self._defaults[spec.path] = default_values(spec)
+        return self._defaults[spec.path]
 
     def _closest(self, enc: Encoding, posed: list) -> z3.ModelRef | None:
         """A counterexample changing as few knobs from the spec's defaults as possible (MaxSMT).
@@ -152,9 +242,7 @@ class Prover:
         None when the spec has no complete defaults or the optimiser gives up; the
         caller then keeps the solver's first model.
         """
-        if enc.spec.path not in self._defaults:
-            self._defaults[enc.spec.path] = default_values(enc.spec)
-        defaults = self._defaults[enc.spec.path]
+        defaults = self._defaults_of(enc.spec)
         if not defaults:
             return None
         opt = z3.Optimize(ctx=enc.ctx)
@@ -234,6 +322,24 @@ class Prover:
                 f"does not reproduce (assumptions hold: {holds}, property violated: {violated}); "
                 f"configuration: {sorted((k, v) for k, v in config.values.items())}")
         return Counterexample(config, evaluation, tuple(env.reads))
+
+
+def scope(inv: Invariant) -> list[Insn]:
+    """The instructions an invariant's assumptions name positively: `insn == X` or `insn in {...}`,
+    under `and`/`or` only (not under `not`, `!=` or `not in`)."""
+    found: list[Insn] = []
+
+    def walk(e):
+        if isinstance(e, Logic) and e.op in ("and", "or"):
+            for arg in e.args:
+                walk(arg)
+        elif isinstance(e, Compare) and e.op == "==":
+            pair = (e.left, e.right) if isinstance(e.left, Var) else (e.right, e.left)
+            if isinstance(pair[0], Var) and pair[0].name == "insn" and isinstance(pair[1], Const):
+                found.append(Insn(pair[1].value))
+    for a in inv.assumes:
+        walk(a)
+    return list(dict.fromkeys(found))
 
 
 def uncertain_rules(enc: Encoding) -> list[Rule]:

@@ -24,6 +24,14 @@ class Fact:
     when: object = None          # an expression (lang.expr.Expr) over knobs, or None
     cite: tuple[str, ...] = ()
     uncertain: str = ""
+    statement: str = ""          # the declaration as written (`idt 0x03 dpl=3`), naming the fact
+
+    @property
+    def ref(self) -> str:
+        """The declaration's name in reports: `xen.spec:36`; one declaration may give many Facts."""
+        if self.where is None:
+            return "--set"
+        return f"{self.where.path.rsplit('/', 1)[-1]}:{self.where.line}"
 
 
 @dataclass

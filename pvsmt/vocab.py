@@ -251,6 +251,8 @@ class Domain:
             return "1" if value else "0"
         if self.optional and value == NONE:
             return "none"
+        if self.hi == 255:
+            return f"{value:#04x}"  # a vector: two hex digits, as the SDM and Xen write them
         return hex(value) if self.hi > 15 else str(value)
 
 

@@ -62,17 +62,17 @@ def test_refuted_exits_1_with_counterexample_and_path(tmp_path, capsys):
             "guest.event == exception and guest.vector == 13")
     code, out, _ = run(capsys, "prove", str(f))
     assert code == 1
-    assert re.search(r"^t\s+xen\s+refuted\s+\S+\s+INT \$0x80", out, re.M)
+    assert re.search(r"^t\s+xen\s+refuted\s+INT \$0x80", out, re.M)
     assert "entry_int80: TT[0x80] is non-null" in out
     assert "source: Xen x86_64/entry.S L478-516" in out   # each step cites its source
-    assert f"{f}:1:1: t [xen]: refuted" in out
+    assert f"{f}:1: t [xen]: refuted" in out
 
 
 def test_vacuous_exits_4(tmp_path, capsys):
     f = inv(tmp_path, "insn == syscall and not efer.sce", "hw.event == idt")
     code, out, _ = run(capsys, "prove", str(f))
     assert code == 4
-    assert "vacuous" in out and "proved" not in out.split("\n\n")[0].split("\n", 2)[2]
+    assert re.search(r"^t\s+xen\s+vacuous\s", out, re.M) and "proved" not in out
 
 
 def test_unknown_exits_3_with_reason(tmp_path, capsys):

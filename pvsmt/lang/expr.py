@@ -9,7 +9,7 @@ or the concrete evaluator's.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ..errors import InputError, Location
@@ -33,6 +33,7 @@ class Expr:
     where: Location
 
     domain: Domain = INT
+    text: str = field(default="", compare=False, kw_only=True)  # the source text, where read from a file
 
     def eval(self, env: Env):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -44,6 +45,10 @@ class Expr:
     @property
     def is_bool(self) -> bool:
         return self.domain.boolean
+
+    def spelled(self, text: str) -> "Expr":
+        """The same expression, remembering how its source spelled it."""
+        return replace(self, text=" ".join(text.split())) if text else self
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,32 @@ class Ite(Expr):
 
     def names(self):
         return self.cond.names() | self.then.names() | self.other.names()
+
+
+# ---- reading a false condition ---------------------------------------------------
+
+def failing_part(e: Expr, env: Env) -> Expr:
+    """The smallest part of a condition that is false in `env` (a concrete one) and makes it false:
+    the first false conjunct of an `and`, the consequent of an `=>` whose premise holds, recursively."""
+    if isinstance(e, Logic) and e.op == "and":
+        for arg in e.args:
+            if not arg.eval(env):
+                return failing_part(arg, env)
+    if isinstance(e, Logic) and e.op == "=>" and e.args[0].eval(env):
+        return failing_part(e.args[1], env)
+    return e
+
+
+def leaves(e: Expr) -> list[Expr]:
+    """The names an expression reads (knobs, table entries, outcome fields), each once, in order."""
+    if isinstance(e, (Var, Outcome, TableRef)):
+        return [e]
+    kids = [getattr(e, f) for f in ("left", "right", "cond", "then", "other") if isinstance(getattr(e, f, None), Expr)]
+    kids += list(getattr(e, "args", ()))
+    out: list[Expr] = []
+    for kid in kids:
+        out += [leaf for leaf in leaves(kid) if leaf not in out]
+    return out
 
 
 # ---- building typed expressions -------------------------------------------------

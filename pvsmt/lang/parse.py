@@ -30,7 +30,7 @@ _TERMINALS = {
 def parser() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return Lark(grammar, start=["start_spec", "start_inv", "start_expr", "start_expect"], parser="lalr",
-                propagate_positions=False, maybe_placeholders=False, cache=True)
+                propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
 _SPEC_ONLY = {"set", "default", "extends", "delivery", "uncertain", "idt", "tt", "spec"}
@@ -86,8 +86,19 @@ class Builder:
 
     sides = False  # may names say `old.`/`new.` (a system knob of one side of a diff)?
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, source: str = ""):
         self.path = path
+        self.source = source  # the file's text: expressions and facts keep their spelling
+
+    def spelling(self, node) -> str:
+        """The source text a tree or token spans (empty without the source)."""
+        meta = node if isinstance(node, Token) else getattr(node, "meta", None)
+        start, end = getattr(meta, "start_pos", None), getattr(meta, "end_pos", None)
+        return self.source[start:end] if self.source and start is not None and end is not None else ""
+
+    def line_text(self, where: Location) -> str:
+        lines = self.source.splitlines()
+        return lines[where.line - 1].strip() if 0 < where.line <= len(lines) else ""
 
     def at(self, node) -> Location:
         """Where a token or a tree starts (its first token: trees carry no positions)."""
@@ -105,13 +116,16 @@ class Builder:
 
     # ---- expressions ---------------------------------------------------------
     def expr(self, node, outcomes: bool = True) -> E.Expr:
+        return self._expr(node, outcomes).spelled(self.spelling(node))
+
+    def _expr(self, node, outcomes: bool) -> E.Expr:
         where = self.at(node)
         if isinstance(node, Token):
             raise InputError(where, f"unexpected '{node}'")
         kind = node.data
         kids = node.children
         if kind in ("start_expr",):
-            return self.expr(kids[0], outcomes)
+            return self._expr(kids[0], outcomes)
         if kind == "number":
             return E.number(where, str(kids[0]))
         if kind == "none":
@@ -179,7 +193,8 @@ class SpecLoader:
             raise InputError(via or str(path), f"specs extend each other in a cycle: {chain}")
         self.loading.append(path)
         try:
-            spec = SpecBuilder(self, path).build(parse_text(read(path), str(path), "start_spec"))
+            text = read(path)
+            spec = SpecBuilder(self, path, text).build(parse_text(text, str(path), "start_spec"))
         finally:
             self.loading.pop()
         self.cache[path] = spec
@@ -187,8 +202,8 @@ class SpecLoader:
 
 
 class SpecBuilder(Builder):
-    def __init__(self, loader: SpecLoader, path: Path):
-        super().__init__(str(path))
+    def __init__(self, loader: SpecLoader, path: Path, source: str = ""):
+        super().__init__(str(path), source)
         self.loader = loader
         self.file = path
 
@@ -210,6 +225,16 @@ class SpecBuilder(Builder):
         uncertain = " ".join(self.string(n.children[0]) for n in nodes if n.data == "uncertain")
         return cites, uncertain
 
+    def statement(self, node: Tree) -> str:
+        """A declaration's own words: its text up to its first `cite` or `uncertain`."""
+        kids = [k for k in node.children if not (isinstance(k, Tree) and k.data in ("cite", "uncertain"))]
+        text = self.spelling(node)
+        if kids and text:
+            end = getattr(kids[-1], "end_pos", None) or getattr(getattr(kids[-1], "meta", None), "end_pos", None)
+            if end is not None:
+                text = self.source[node.meta.start_pos:end]
+        return " ".join(text.split())
+
     def extends(self, spec: Spec, node: Tree, first: bool):
         if not first:
             raise InputError(self.at(node), "'extends' must be the first statement of a spec")
@@ -230,7 +255,7 @@ class SpecBuilder(Builder):
         except ValueError as exc:
             raise InputError(self.at(word), f"unknown delivery '{word}': {exc}") from None
         cites, uncertain = self.meta(meta)
-        spec.add(Fact("delivery", (value,), self.at(node), None, cites, uncertain))
+        spec.add(Fact("delivery", (value,), self.at(node), None, cites, uncertain, self.statement(node)))
 
     def knob(self, node: Tree):
         name = ".".join(str(k) for k in node.children)
@@ -265,14 +290,15 @@ class SpecBuilder(Builder):
         knob = self.knob(knob_node)
         values = self.values(knob, values_node)
         cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
-        spec.add(Fact(knob.name, values, self.at(node), self.when(rest), cites, uncertain))
+        spec.add(Fact(knob.name, values, self.at(node), self.when(rest), cites, uncertain, self.statement(node)))
 
     def default_fact(self, spec: Spec, node: Tree, first: bool):
         knob_node, value_node, *rest = node.children
         knob = self.knob(knob_node)
         value = self.value(knob.name, knob.domain, value_node)
         cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
-        spec.add(Fact(knob.name, (value,), self.at(node), self.when(rest), cites, uncertain), default=True)
+        spec.add(Fact(knob.name, (value,), self.at(node), self.when(rest), cites, uncertain, self.statement(node)),
+                 default=True)
 
     def table_rows(self, node: Tree):
         table_tok, vectors, *rest = node.children
@@ -295,7 +321,8 @@ class SpecBuilder(Builder):
                                              f"it has {', '.join(table.fields)}")
             value = self.value(f"{table.name}.{field_name}", table.fields[field_name], a.children[1])
             for v in range(lo, hi + 1):
-                yield Fact(table.knob_name(v, field_name), (value,), self.at(node), None, cites, uncertain)
+                yield Fact(table.knob_name(v, field_name), (value,), self.at(node), None, cites, uncertain,
+                           self.statement(node))
 
     def table_fact(self, spec: Spec, node: Tree, first: bool):
         for fact in self.table_rows(node):
@@ -414,16 +441,18 @@ class ExpectBuilder(Builder):
 
 
 def load_expected(path: Path) -> list[Difference]:
-    return ExpectBuilder(str(path)).build(parse_text(read(path), str(path), "start_expect"))
+    text = read(path)
+    return ExpectBuilder(str(path), text).build(parse_text(text, str(path), "start_expect"))
 
 
 def load_invariants(path: Path) -> list[Invariant]:
-    return InvariantBuilder(str(path)).build(parse_text(read(path), str(path), "start_inv"))
+    text = read(path)
+    return InvariantBuilder(str(path), text).build(parse_text(text, str(path), "start_inv"))
 
 
 def parse_condition(text: str, where: str) -> E.Expr:
     """An expression given on the command line (`--assume`)."""
-    b = Builder(where)
+    b = Builder(where, text)
     return b.condition(parse_text(text, where, "start_expr").children[0])
 
 

@@ -1,0 +1,324 @@
+"""Renderers of a prove report document (pvsmt.document) for people and tools.
+
+  text      for a terminal: a verdict table, then each check that needs a look
+  email     plain text wrapped at 72 columns, nothing wider: to quote in a review reply
+  markdown  for a merge request: GitHub/GitLab tables and lists
+  json      the document itself (docs/report-format.md)
+  junit     JUnit XML, one test case per (invariant, spec): GitLab's test report panel
+
+Each reads the document only; the same document gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from tabulate import tabulate
+
+FORMATS = ("text", "email", "markdown", "json", "junit")
+WIDTH = 72
+
+# ---- shared pieces ---------------------------------------------------------------------
+
+
+def header(doc: dict) -> str:
+    return (f"pvsmt {doc['pvsmt']} (z3 {doc['z3']}), rlimit {doc['limits']['rlimit']} per query, "
+            f"seed {doc['limits']['seed']}")
+
+
+def summary(doc: dict) -> str:
+    s = doc["summary"]
+    parts = [f"{n} {label}" for label, n in s.items() if label != "checks"]
+    tail = f" in {doc['seconds']:.2f}s" if "seconds" in doc else ""
+    return f"{s['checks']} checks: {', '.join(parts) or 'none'}{tail}"
+
+
+def needs_a_look(check: dict) -> bool:
+    relies = check["relies_on"]
+    return check["verdict"] != "proved" or bool(relies["uncertain_rules"] or relies["uncertain_facts"])
+
+
+def title(check: dict) -> str:
+    return f"{check['file']}:{check['line']}: {check['invariant']} [{check['spec']}]: {check['verdict']}"
+
+
+def facts_short(facts: list[dict]) -> str:
+    """`xen.spec:14,28,30` for the facts a proof relied on."""
+    files: dict[str, list[str]] = {}
+    for f in facts:
+        name, _, line = f["name"].rpartition(":")
+        files.setdefault(name, []).append(line)
+    return "; ".join(f"{name}:{','.join(lines)}" for name, lines in files.items())
+
+
+def note(check: dict) -> str:
+    """The table's last column."""
+    relies = check["relies_on"]
+    if check["counterexamples"]:
+        c = check["counterexamples"][0]
+        more = len(check["counterexamples"]) - 1
+        return c["summary"] + (f" (+{more} more)" if more else "")
+    if check["verdict"] == "proved":
+        uncertain = [r["rule"] for r in relies["uncertain_rules"]] + [f["name"] for f in relies["uncertain_facts"]]
+        if uncertain:
+            return "relies on UNCERTAIN " + ", ".join(uncertain)
+        if relies["facts_unknown"]:
+            return "facts relied on: not determined"
+        return "relies on " + (facts_short(relies["facts"]) or "no spec fact")
+    return check["reason"] or ""
+
+
+def knob_rows(c: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for k in c["knobs"]:
+        if k["role"] == "spec":
+            continue
+        value = k["value_text"] + (f" (default {k['default_text']})" if k["changed"] else "")
+        rows.append((k["label"], value, k["violating_text"]))
+    return rows
+
+
+def failing_lines(c: dict) -> list[str]:
+    f = c["failing"]
+    if f is None:
+        return []
+    what = "the property" if f["whole"] else "the smallest false part"
+    lines = [f"fails: {f['text']}  ({f['file']}:{f['line']}, {what})"]
+    if f["values"]:
+        lines.append("  here " + ", ".join(f"{k} = {v}" for k, v in f["values"].items()))
+    return lines
+
+
+def relies_lines(check: dict, verbose: bool) -> list[str]:
+    relies = check["relies_on"]
+    out = []
+    for r in relies["uncertain_rules"]:
+        out += [f"proved, relies on UNCERTAIN rule {r['rule']}: {r['uncertain']}", f"  source: {r['source']}"]
+    for f in relies["uncertain_facts"]:
+        out += [f"proved, relies on UNCERTAIN fact {f['name']} `{f['statement']}`: {f['uncertain']}",
+                f"  source: {'; '.join(f['cites'])}"]
+    if verbose or out:
+        out += [f"relies on {f['name']}: {f['statement']}" for f in relies["facts"]]
+    if relies["facts_unknown"]:
+        out.append(f"the facts it relies on could not be determined: {relies['facts_unknown']}")
+    return out
+
+
+def counterexample_lines(check: dict, i: int, c: dict) -> list[str]:
+    n = len(check["counterexamples"])
+    changed = ", ".join(c["changed"]) or "none"
+    return [f"counterexample {i} of {n}, closest to the spec's defaults (changed: {changed}):",
+            f"  {c['situation']}", f"  executes {c['instruction']}"]
+
+
+# ---- text ---------------------------------------------------------------------------------
+
+
+def render_text(doc: dict, verbose: bool = False) -> str:
+    rows = [(c["invariant"], c["spec"], c["verdict"]) + ((f"{c['seconds']:.3f}s",) if "seconds" in c else ())
+            + (note(c),) for c in doc["checks"]]
+    heads = ("invariant", "spec", "verdict") + (("time",) if doc["checks"] and "seconds" in doc["checks"][0] else ()) \
+        + ("counterexample / note",)
+    out = [header(doc), "", tabulate(rows, headers=heads)]
+    for check in doc["checks"]:
+        if needs_a_look(check) or verbose:
+            out += [""] + check_text(check, verbose)
+    out += _unused_text(doc)
+    out += ["", summary(doc)]
+    return "\n".join(out) + "\n"
+
+
+def check_text(check: dict, verbose: bool) -> list[str]:
+    out = [title(check)]
+    if check["description"] and check["counterexamples"]:
+        out.append(f"  invariant: {check['description']}")
+    if check["reason"]:
+        out.append(f"  {check['reason']}")
+    out += ["  " + line for line in relies_lines(check, verbose)]
+    for i, c in enumerate(check["counterexamples"], 1):
+        out += ["  " + line for line in counterexample_lines(check, i, c)]
+        rows = knob_rows(c)
+        table = tabulate(rows, headers=("name", "value", "still violates with"))
+        out += ["    " + line for line in table.splitlines()]
+        out += ["  " + line for line in failing_lines(c)]
+        out += ["  outcome:", f"    hardware: {c['hardware_text']}"]
+        if c["guest_text"]:
+            out.append(f"    guest:    {c['guest_text']}")
+        out += ["  path:"] + [line for step in _steps(c, verbose) for line in step]
+        if c["facts"]:
+            out.append("  spec facts on the path:")
+            out += [f"    {f['name']}  {f['statement']}" for f in c["facts"]]
+        out += [f"  NOTE: this counterexample depends on an UNCERTAIN fact: {u}" for u in c["uncertain"]]
+    return out
+
+
+def _steps(c: dict, verbose: bool) -> list[list[str]]:
+    out = []
+    for i, s in enumerate(c["path"], 1):
+        name = f" ({s['rule']})" if verbose else ""
+        step = [f"  {i:>3}. [{s['layer']}]{'':<{4 - len(s['layer'])}}{s['text']}{name}",
+                f"{'':>13}source: {s['source']}"]
+        if s["uncertain"]:
+            step.append(f"{'':>13}UNCERTAIN: {s['uncertain']}")
+        out.append(step)
+    return out
+
+
+def _unused_text(doc: dict) -> list[str]:
+    if "unused_facts" not in doc:
+        return []
+    out = ["", "spec facts no verdict relied on (--unused-facts):"]
+    for spec, facts in doc["unused_facts"].items():
+        out += [f"  {spec}: none"] if not facts else [f"  {f['name']}  {f['statement']}" for f in facts]
+    return out
+
+
+# ---- email ----------------------------------------------------------------------------------
+
+
+def wrap(text: str, indent: str = "", hanging: str | None = None) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=hanging if hanging is not None
+                         else indent + "  ", break_long_words=True, break_on_hyphens=False) or [indent]
+
+
+def render_email(doc: dict, verbose: bool = False) -> str:
+    out = wrap(header(doc)) + wrap(summary(doc)) + [""]
+    for check in doc["checks"]:
+        out += wrap(f"{check['verdict']:<8} {check['invariant']} [{check['spec']}]", "", " " * 9)
+    for check in doc["checks"]:
+        if needs_a_look(check) or verbose:
+            out += [""] + check_email(check, verbose)
+    unused = _unused_text(doc)
+    out += [w for line in unused for w in wrap(line, _indent(line))]
+    return "\n".join(out) + "\n"
+
+
+def _indent(line: str) -> str:
+    return line[:len(line) - len(line.lstrip())]
+
+
+def check_email(check: dict, verbose: bool) -> list[str]:
+    out = wrap(title(check))
+    if check["description"] and check["counterexamples"]:
+        out += wrap(f"Invariant: {check['description']}", "", "  ")
+    if check["reason"]:
+        out += wrap(check["reason"], "", "  ")
+    for line in relies_lines(check, verbose):
+        out += wrap(line, _indent(line), _indent(line) + "  ")
+    for i, c in enumerate(check["counterexamples"], 1):
+        out.append("")
+        for line in counterexample_lines(check, i, c):
+            out += wrap(line, _indent(line), _indent(line) + "  ")
+        for name, value, role in knob_rows(c):
+            out += wrap(f"{name} = {value}: {role}", "  ", "      ")
+        for line in failing_lines(c):
+            out += wrap(line, _indent(line), _indent(line) + "  ")
+        out += wrap(f"Hardware: {c['hardware_text']}", "", "  ")
+        if c["guest_text"]:
+            out += wrap(f"Guest: {c['guest_text']}", "", "  ")
+        out.append("Path:")
+        for j, s in enumerate(c["path"], 1):
+            out += wrap(f"{j}. [{s['layer']}] {s['text']}", "  ", "     ")
+            out += wrap(f"source: {s['source']}", "     ", "       ")
+            if s["uncertain"]:
+                out += wrap(f"UNCERTAIN: {s['uncertain']}", "     ", "       ")
+        if c["facts"]:
+            out.append("Spec facts on the path:")
+            for f in c["facts"]:
+                out += wrap(f"{f['name']}: {f['statement']}", "  ", "    ")
+    return out
+
+
+# ---- markdown ---------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """Text for a Markdown table cell: no pipes, no line breaks."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(doc: dict, verbose: bool = False) -> str:
+    out = [f"## pvsmt prove: {summary(doc)}", "", f"_{header(doc)}_", ""]
+    rows = [(f"`{c['invariant']}`", c["spec"], f"**{c['verdict']}**" if c["verdict"] != "proved" else "proved",
+             _md(note(c))) for c in doc["checks"]]
+    out += [tabulate(rows, headers=("invariant", "spec", "verdict", "counterexample / note"), tablefmt="github"), ""]
+    for check in doc["checks"]:
+        if needs_a_look(check) or verbose:
+            out += check_markdown(check, verbose)
+    if "unused_facts" in doc:
+        out += ["### Spec facts no verdict relied on", ""]
+        out += [f"- `{f['name']}` `{f['statement']}`" for facts in doc["unused_facts"].values() for f in facts]
+        out.append("")
+    return "\n".join(out)
+
+
+def check_markdown(check: dict, verbose: bool) -> list[str]:
+    out = [f"### `{check['invariant']}` [{check['spec']}]: {check['verdict']}", "",
+           f"{check['file']}:{check['line']}", ""]
+    if check["description"]:
+        out += [f"> {check['description']}", ""]
+    if check["reason"]:
+        out += [check["reason"], ""]
+    out += [f"- {line}" for line in relies_lines(check, verbose) if not line.startswith("  ")]
+    for i, c in enumerate(check["counterexamples"], 1):
+        out += ["", f"**{counterexample_lines(check, i, c)[0]}** {c['situation']}; executes {c['instruction']}", ""]
+        rows = [(f"`{n}`", _md(v), _md(r)) for n, v, r in knob_rows(c)]
+        out += [tabulate(rows, headers=("name", "value", "still violates with"), tablefmt="github"), ""]
+        out += [f"- {_md(line.strip())}" for line in failing_lines(c)]
+        out += [f"- hardware: {_md(c['hardware_text'])}"]
+        if c["guest_text"]:
+            out.append(f"- guest: {_md(c['guest_text'])}")
+        out += ["", "Path:", ""]
+        out += [f"{j}. [{s['layer']}] {s['text']}  \n   _source: {s['source']}_" for j, s in enumerate(c["path"], 1)]
+        if c["facts"]:
+            out += ["", "Spec facts on the path:", ""] + [f"- `{f['name']}` `{f['statement']}`" for f in c["facts"]]
+        out.append("")
+    return out
+
+
+# ---- junit ---------------------------------------------------------------------------------------
+
+
+def render_junit(doc: dict, verbose: bool = False) -> str:
+    """One <testcase> per (invariant, spec), one <testsuite> per spec, via junitparser."""
+    from junitparser import Error, Failure, JUnitXml, Properties, Property, TestCase, TestSuite
+    xml = JUnitXml("pvsmt prove")
+    suites: dict[str, TestSuite] = {}
+    for check in doc["checks"]:
+        if check["spec"] not in suites:
+            suite = TestSuite(f"pvsmt prove [{check['spec']}]")
+            props = Properties()
+            for key in ("pvsmt", "z3", "schema"):
+                props.add_property(Property(key, str(doc[key])))
+            suite.append(props)
+            suites[check["spec"]] = suite
+        case = TestCase(check["invariant"], f"pvsmt.{check['spec']}")
+        details = "\n".join(check_email(check, verbose))
+        if check["verdict"] in ("refuted", "vacuous"):
+            case.result = [Failure(f"{check['verdict']}: {note(check)}", check["verdict"])]
+            case.result[0].text = details
+        elif check["verdict"] in ("unknown", "error"):
+            case.result = [Error(f"{check['verdict']}: {note(check)}", check["verdict"])]
+            case.result[0].text = details
+        else:
+            case.system_out = details
+        suites[check["spec"]].add_testcase(case)
+    for suite in suites.values():
+        suite.update_statistics()
+        xml.add_testsuite(suite)
+    xml.update_statistics()
+    text = xml.tostring()
+    return (text.decode() if isinstance(text, bytes) else text) + "\n"
+
+
+def render_json(doc: dict, verbose: bool = False) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+RENDER = {"text": render_text, "email": render_email, "markdown": render_markdown, "json": render_json,
+          "junit": render_junit}
+
+
+def render(doc: dict, fmt: str, verbose: bool = False) -> str:
+    return RENDER[fmt](doc, verbose)
