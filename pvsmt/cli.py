@@ -1,9 +1,10 @@
-"""The command line: `pvsmt prove`, `pvsmt explain` and `pvsmt diff`."""
+"""The command line: `pvsmt prove`, `pvsmt explain`, `pvsmt diff` and `pvsmt table`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,22 @@ exit status:
 """
 
 
+TABLE_HELP = """\
+Print what the guest sees for each instruction, guest kind, guest mode and code
+mode (rows), on Intel-like and AMD-like CPUs (columns), as a reStructuredText
+table for docs/guest-guide.  Every name not in a row takes the spec's default
+(the comment above the table lists those that mattered); --set changes them.
+
+--check FILE.rst reads FILE.rst's table with the same header (with docutils)
+and compares it with the model, row by row.
+
+exit status:
+  0  the table was printed, or --check found it agrees with the model
+  1  --check found rows that disagree, or are missing or extra
+  2  bad input or usage (file:line: error: message)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pvsmt", description="Model checker for Xen's x86 PV traps and entrypoints ABI.",
@@ -134,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Z3 resource limit per query (0: none)")
     diff.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                       help="wall-clock limit per query (0: none)")
+    table = sub.add_parser("table", help="the behaviour matrix of a spec as a reStructuredText table",
+                           description=TABLE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    table.add_argument("--spec", required=True, metavar="FILE",
+                       help="the system: a .spec file, or NAME for specs/NAME.spec")
+    table.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                       help="fix a knob or override a spec fact for every cell (repeatable)")
+    table.add_argument("--check", type=Path, metavar="FILE.rst",
+                       help="verify the table in FILE.rst against the model instead of printing one")
+    table.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the table to FILE")
     return top
 
 
@@ -156,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`| head`): say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except RecursionError:
         print("pvsmt: error: an expression is nested too deeply to read", file=sys.stderr)
         return 2
@@ -226,7 +255,28 @@ def cmd_diff(args) -> int:
     return result.exit_code
 
 
-COMMANDS = {"prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff}
+def cmd_table(args) -> int:
+    from . import table as matrix
+    from .lang.parse import SpecLoader, read
+    spec = SpecLoader().load(spec_path(args.spec))
+    built = matrix.build(spec, settings(args))
+    if args.check is None:
+        text = matrix.render(built)
+        if args.output:
+            from .prove_run import write_report
+            write_report(args.output, text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    mismatches = matrix.check(built, str(args.check), read(args.check))
+    for m in mismatches:
+        print(m)
+    print(f"{args.check}: {len(mismatches)} row(s) disagree with spec {spec.name}" if mismatches
+          else f"{args.check}: agrees with spec {spec.name} ({len(built.rows)} rows)")
+    return 1 if mismatches else 0
+
+
+COMMANDS = {"prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff, "table": cmd_table}
 
 
 if __name__ == "__main__":  # pragma: no cover

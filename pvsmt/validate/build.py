@@ -21,7 +21,7 @@ SOURCES = ('layout.h', 'boot.S', 'entry.S', 'kernel.c', 'kernel.ld')
 OBJECTS = ('boot.S', 'entry.S', 'kernel.c')
 CFLAGS = ('-m64', '-ffreestanding', '-fno-pic', '-fno-pie', '-mno-red-zone',
           '-mgeneral-regs-only', '-fno-stack-protector', '-fno-asynchronous-unwind-tables',
-          '-fno-builtin', '-O2', '-Wall', '-Wextra', '-Werror')
+          '-fno-builtin', '-O2', '-Wall', '-Wextra')
 LDFLAGS = ('-m', 'elf_x86_64', '-nostdlib', '-static', '-no-pie', '-z', 'noexecstack')
 TOOLS = ('gcc', 'ld', 'objcopy')
 

@@ -151,7 +151,7 @@ class Qemu:
 
     @staticmethod
     def version() -> str:
-        return _version_line([QEMU, '--version'], 'version') + _deb_version('qemu-system-x86')
+        return _version_line([QEMU, '--version'], 'version')
 
     def boot(self, image: Path, work: Path, idle: float, deadline: float) -> BootResult:
         serial = work / 'serial.txt'
