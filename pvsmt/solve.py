@@ -247,6 +247,8 @@ class Prover:
             return None
         opt = z3.Optimize(ctx=enc.ctx)
         opt.set("timeout", self.limits.timeout_ms or 60_000)
+        if self.limits.rlimit:
+            opt.set("rlimit", self.limits.rlimit)  # deterministic work: the same closest model on every run
         opt.add(enc.formula, *posed, *enc.certain())
         for name, value in defaults.items():
             term = enc.term(name)

@@ -121,7 +121,7 @@ def _sweep_key(c: Case, o: Observation) -> str:
     if o.event == 'idt' and o.vector == c.vector and o.error_code < 0:
         return f'idt own vector, no error code, {o.kind} {o.gate_type}'
     if o.event == 'idt' and o.vector in (11, 13) and o.error_code >= 0:
-        shape = {c.vector * 8 + 2: 'N*8+2', c.vector * 16 + 2: 'N*16+2'}.get(
+        shape = {c.vector * 16 + 2: 'N*16+2', c.vector * 8 + 2: 'N*8+2'}.get(
             o.error_code, f'{o.error_code:#x}')
         return f'idt v{o.vector} err={shape} {o.kind} {o.gate_type}'
     return _summary(o)
@@ -139,20 +139,25 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f'{args.emulator}: not available: {reason}', file=sys.stderr)
         return 2
-    cases = builtin_cases()
+    sweep, rest = int_sweep(), builtin_cases()[1024:]
     t0 = time.monotonic()
-    obs, info = run_cases(args.emulator, args.vendor, cases, timeout=args.timeout)
-    wall = time.monotonic() - t0
+    obs, info = run_cases(args.emulator, args.vendor, sweep, timeout=args.timeout)
+    t1 = time.monotonic()
+    more, info2 = run_cases(args.emulator, args.vendor, rest, timeout=args.timeout)
+    t2 = time.monotonic()
+    cases, obs = sweep + rest, obs + more
     if args.dump:
         for c, o in zip(cases, obs):
             print(f'{c}\n    -> {o}')
     report(cases, obs)
-    sweep = sum(1 for c in cases if c.insn == 'int_n' and c.id < 1024)
     print(f'{args.emulator}/{args.vendor}: {info["emulator_version"]}, cpu {info["cpu_model"]}, '
           f'CPUID vendor {info["cpuid_vendor"]}')
-    print(f'{len(cases)} cases ({sweep} in the INT $N sweep), {info["boots"]} boots, '
-          f'{wall:.2f}s wall')
-    return 0
+    print(f'INT $N sweep: {len(sweep)} cases, {info["boots"]} boot(s), {t1 - t0:.2f}s wall; '
+          f'other cases: {len(rest)}, {info2["boots"]} boot(s), {t2 - t1:.2f}s wall')
+    broken = [o for o in obs if o.event in ('error', 'timeout')]
+    for o in broken:
+        print(f'harness problem: {o}', file=sys.stderr)
+    return 1 if broken else 0
 
 
 if __name__ == '__main__':
