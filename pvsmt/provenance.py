@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import z3
 
 from .concrete import Config, ConcreteEnv
-from .encode import Encoding, Env
+from .encode import UNTRACKED, Encoding, Env
 from .lang.parse import Invariant
 from .spec import Fact, Spec
 
@@ -75,14 +75,20 @@ class Tracker:
         finally:
             solver.pop()
         by_lit = {lit.get_id(): fact for lit, fact in enc.tracked.values()}
-        return Core(tuple(by_lit[lit.get_id()] for lit in kept))
+        return Core(tuple(sorted((by_lit[lit.get_id()] for lit in kept), key=_order)))
 
 
 def declarations(spec: Spec) -> list[Fact]:
-    """One Fact per declaration of the spec (the first row of each), in file order."""
+    """One Fact per declaration of the spec (the first row of each), in file order.
+
+    Left out: what chooses the model rather than states a fact about the system
+    (`abi`, encode.UNTRACKED) and `set guest = none` (no guest layer at all).
+    """
     seen: dict[str, Fact] = {}
     for facts in spec.facts.values():
         for fact in facts:
+            if fact.name in UNTRACKED or (fact.name == "guest" and not fact.values):
+                continue
             seen.setdefault(fact.ref, fact)
     return sorted(seen.values(), key=_order)
 

@@ -167,7 +167,7 @@ class Prover:
         if unreachable is None:
             return Verdict.UNKNOWN, dict(reason=f"checking the scope: {self._why(solver)}")
         if unreachable:
-            return Verdict.VACUOUS, dict(unreachable=unreachable, reason=(
+            return Verdict.VACUOUS, dict(unreachable=tuple(unreachable), reason=(
                 f"the assumptions never hold for {' or '.join(unreachable)} in spec {enc.spec.name}"))
         rules = uncertain_rules(enc)
         if solver.check(*enc.certain(*(r.name for r in rules)), violated) == z3.unsat:

@@ -29,7 +29,7 @@ from .build import CYLINDER
 TEMPLATES = Path(__file__).parent
 
 QEMU = 'qemu-system-x86_64'
-QEMU_MODELS = {'intel': 'Nehalem', 'amd': 'Opteron_G2'}
+QEMU_MODELS = {'intel': 'Westmere', 'amd': 'Opteron_G2'}
 BOCHS = 'bochs'
 BOCHS_MODELS = {'intel': 'corei7_skylake_x', 'amd': 'ryzen'}
 BOCHS_FILES = ('/usr/share/bochs/BIOS-bochs-latest', '/usr/share/vgabios/vgabios.bin',

@@ -68,7 +68,10 @@ def _collect(batch: list[Case], result: BootResult) -> list[Observation]:
     for line in result.lines[1:]:
         if not line.startswith('C '):
             continue
-        cid, obs = parse_case_line(line)
+        try:
+            cid, obs = parse_case_line(line)
+        except ValueError as e:
+            raise EmulatorError(f'garbled serial output: {e}') from e
         expect = batch[len(out)].id
         if cid != expect:
             raise EmulatorError(f'case line for id {cid} where {expect} was due: {line!r}')
