@@ -8,9 +8,10 @@
      the concrete evaluator, which is what a brute-force checker would do for
      one fixed IDT and no guest layer at all.
 
-It also times `pvsmt diff xen xen-fred --expect diffs/xen--xen-fred.expect` and
-`pvsmt diff pv-traps-doc xen` (complete class enumerations), reported as ratios
-to the prove run.
+It also times `pvsmt prove tests/fixtures/false --max 3` (16 refutations, each
+with up to three minimal, explained counterexamples), `pvsmt diff xen xen-fred
+--expect diffs/xen--xen-fred.expect` and `pvsmt diff pv-traps-doc xen` (complete
+class enumerations), reported as ratios to the prove run.
 
 Prints medians of --repeat runs (wall-clock) and the ratios.  Ratios, not
 seconds, are what to compare across machines.
@@ -102,6 +103,10 @@ def main() -> int:
     print(f"concrete enumeration         {brute:8.3f} s   ({count} hardware-level configurations, one IDT)")
     print(f"ratio prove / start-up       {prove / startup:8.2f}")
     print(f"ratio prove / enumeration    {prove / brute:8.2f}")
+    false, false_code = wall([sys.executable, "-m", "pvsmt", "prove", "tests/fixtures/false", "--max", "3"],
+                             max(1, args.repeat // 2))
+    print(f"pvsmt prove false fixtures   {false:8.3f} s   (exit {false_code}, --max 3: explained counterexamples)")
+    print(f"ratio false fixtures / prove {false / prove:8.2f}")
     if not args.no_diff:
         pvsmt = [sys.executable, "-m", "pvsmt", "diff"]
         fred, code = wall(pvsmt + ["specs/xen.spec", "specs/xen-fred.spec", "--expect",

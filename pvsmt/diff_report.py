@@ -10,7 +10,8 @@ from __future__ import annotations
 from .concrete import ConcreteOps
 from .diff import DiffClass, DiffResult, Literal
 from .model.outcome import differs, open_fields
-from .report import guest_detail, hw_text, insn_text, outcome_json, shown_path, trace_lines, who_text
+from .report import (guest_detail, hw_text, insn_text, outcome_json, shown_path, trace_lines, version_line,
+                     versions, who_text)
 from .vocab import GUEST_FIELDS, HW_FIELDS
 
 # ---- conditions ---------------------------------------------------------------------
@@ -113,7 +114,7 @@ def class_block(cls: DiffClass, name: str, result: DiffResult, verbose: bool = F
 def diff_text(result: DiffResult, verbose: bool = False) -> str:
     old, new = result.old, result.new
     out = [f"pvsmt diff, {result.level} level: OLD {old.name} ({shown_path(old.path)}), "
-           f"NEW {new.name} ({shown_path(new.path)})"]
+           f"NEW {new.name} ({shown_path(new.path)}); {version_line()}"]
     out += [f"note: {n}" for n in result.notes]
     for s in result.expected:
         state = "present" if s.present else "NOT PRESENT: no configuration it names differs"
@@ -174,6 +175,7 @@ def _plain(value):
 
 def diff_json(result: DiffResult) -> dict:
     return {
+        **versions(),
         "old": {"name": result.old.name, "path": shown_path(result.old.path)},
         "new": {"name": result.new.name, "path": shown_path(result.new.path)},
         "level": result.level, "complete": result.complete, "reason": result.reason, "notes": result.notes,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .concrete import ConcreteEnv
 from .roles import Role, key_of
 from .lang.expr import Outcome, TableRef, Var, leaves
-from .report import (guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json, relevant, shown_path,
+from .report import (versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json, relevant, shown_path,
                      trace_json, who_text, json_value)
 from .spec import Fact
 from .vocab import GUEST_FIELDS, TABLE, Domain, Kind, domain_of
@@ -22,16 +22,6 @@ from .vocab import GUEST_FIELDS, TABLE, Domain, Kind, domain_of
 SCHEMA = "pvsmt-prove/1"
 
 ROLE_ANY, ROLE_ONLY, ROLE_VALUES, ROLE_DETERMINED = "any", "only", "values", "determined"
-
-
-def versions() -> dict:
-    from . import __version__
-    try:
-        import z3
-        z3_version = z3.get_version_string()
-    except ImportError:  # pragma: no cover
-        z3_version = None
-    return {"pvsmt": __version__, "z3": z3_version}
 
 
 def prove_document(results, limits, exit_code: int, seconds: float | None = None,

@@ -237,6 +237,22 @@ def hardware_json(hw: HwOutcome) -> dict:
     return out
 
 
+def versions() -> dict:
+    """pvsmt's and Z3's versions: every report names them (another Z3 may pick another model)."""
+    from . import __version__
+    try:
+        import z3
+        z3_version = z3.get_version_string()
+    except ImportError:  # pragma: no cover
+        z3_version = None
+    return {"pvsmt": __version__, "z3": z3_version}
+
+
+def version_line() -> str:
+    v = versions()
+    return f"pvsmt {v['pvsmt']} (z3 {v['z3']})"
+
+
 def trace_json(ev: Evaluation) -> list[dict]:
     return [{"layer": s.rule.layer, "rule": s.rule.name, "text": s.text, "source": s.rule.cite,
              "uncertain": s.rule.uncertain or None} for s in ev.trace]
@@ -260,6 +276,7 @@ def explain_json(spec, resolved, ev: Evaluation) -> dict:
             guest["kind"] = None
         guest["unspecified"] = open_fields(ev.guest)
     return {
+        **versions(),
         "spec": spec.name,
         "config": {n: json_value(domain_of(n), resolved.config.get(n)) for n in names},
         "defaulted": [n for n in names if resolved.source.get(n) == "default"],
@@ -276,7 +293,7 @@ def explain_text(spec, resolved, ev: Evaluation, verbose: bool = False) -> str:
     rows = config_lines(resolved.config, names, source)
     width = max((len(label) for label, _ in rows), default=0)
     guests = ev.guest is not None
-    lines = [f"spec: {spec.name} ({spec.path}): {spec.title}", "configuration:",
+    lines = [f"spec: {spec.name} ({spec.path}): {spec.title}; {version_line()}", "configuration:",
              f"  {who_text(resolved.config, guests)}", f"  executes {insn_text(resolved.config)}"]
     lines += [f"  {label:<{width}}  {text}" for label, text in rows]
     lines += ["outcome:", f"  hardware: {hw_text(ev.hw)}"]
