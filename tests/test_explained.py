@@ -260,3 +260,15 @@ def test_a_negated_instruction_is_not_in_scope(tmp_path):
 def test_the_shipped_proofs_are_not_vacuous():
     prover = Prover()
     assert all(prover.check(inv, spec).verdict is Verdict.PROVED for inv, spec in PROOFS)
+
+
+def test_every_false_fixture_renders_in_every_format(refuted):
+    from pvsmt.document import prove_document
+    from pvsmt.formats import FORMATS, render
+    doc = prove_document(refuted, Limits(max_counterexamples=3), 1)
+    for fmt in FORMATS:
+        text = render(doc, fmt)
+        for r in refuted:
+            assert r.invariant.name in text, (fmt, r.invariant.name)
+        if fmt in ("text", "email", "markdown"):
+            assert text.count("fails: ") >= len(refuted) and "still violates" in text.replace(": any", "still violates")
