@@ -92,6 +92,24 @@ exit status:
 """
 
 
+VALIDATE_HELP = """\
+Boot pvsmt's bare-metal x86-64 test kernel (pvsmt/validate/kernel, built with the
+machine's gcc and binutils) under QEMU (TCG) or Bochs, run some 1,600 cases per
+vendor (every branch of the hardware model, and INT $N over all 256 vectors at
+gate DPL 0 and 3 in both code modes), and compare what arrived first with the
+model's hardware-level prediction.
+
+A disagreement is a known divergence when an entry of the known-divergences file
+explains it (the emulator is wrong there; the SDM/APM decide), uncertain when the
+prediction rests on a rule marked UNCERTAIN, and unexplained otherwise.
+
+exit status:
+  0  no unexplained disagreement, and every applicable listed divergence occurred
+  1  an unexplained disagreement, or a listed divergence that no longer occurs
+  2  bad input, or the emulator or the toolchain is missing or failed
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pvsmt", description="Model checker for Xen's x86 PV traps and entrypoints ABI.",
@@ -160,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--check", type=Path, metavar="FILE.rst",
                        help="verify the table in FILE.rst against the model instead of printing one")
     table.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the table to FILE")
+
+    val = sub.add_parser("validate", help="check the hardware model against QEMU or Bochs",
+                         description=VALIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    val.add_argument("--emulator", required=True, choices=("qemu", "bochs"), help="the emulator to run")
+    val.add_argument("--vendor", choices=("intel", "amd"), action="append",
+                     help="the emulated CPU's vendor (repeatable; default: both)")
+    val.add_argument("--known", type=Path, metavar="FILE",
+                     help="the known-divergences file (default: emulators/known-divergences.toml)")
+    val.add_argument("-v", "--verbose", action="store_true", help="show every disagreement on an UNCERTAIN path")
     return top
 
 
@@ -276,7 +303,24 @@ def cmd_table(args) -> int:
     return 1 if mismatches else 0
 
 
-COMMANDS = {"prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff, "table": cmd_table}
+def cmd_validate(args) -> int:
+    from .validate import run as val
+    from .validate.emulator import available
+    divergences = val.load_divergences(args.known)
+    val.check_plan()
+    why = available(args.emulator)
+    if why:
+        raise InputError(f"--emulator {args.emulator}", why)
+    try:
+        runs = val.validate(args.emulator, args.vendor or ["intel", "amd"], divergences)
+    except (RuntimeError, ValueError, OSError) as exc:  # the toolchain or the emulator failed
+        raise InputError(f"--emulator {args.emulator}", f"{type(exc).__name__}: {exc}") from None
+    sys.stdout.write(val.report(runs, divergences, args.verbose))
+    return 0 if all(r.ok for r in runs) else 1
+
+
+COMMANDS = {"prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff, "table": cmd_table,
+            "validate": cmd_validate}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -166,6 +166,8 @@ class Arith(Expr):
             return a - b
         if self.op == "*":
             return a * b
+        if self.op == "%":
+            return env.ops.mod(a, b)  # by a positive constant (checked when built)
         return a * (2 ** b)  # `<<` by a constant (checked when built)
 
     def names(self):
@@ -313,6 +315,8 @@ def arith(where: Location, op: str, left: Expr, right: Expr) -> Expr:
     require_int(right)
     if op == "<<" and not isinstance(right, Const):
         fail(right.where, "'<<' needs a constant shift")
+    if op == "%" and not (isinstance(right, Const) and right.value > 0):
+        fail(right.where, "'%' needs a positive constant divisor")
     return Arith(where, INT, op, left, right)
 
 

@@ -21,7 +21,7 @@ from . import expr as E
 
 _TERMINALS = {
     "NAME": "a name", "ID": "a name", "NUMBER": "a number", "STRING": "a quoted string", "INVARIANT": "'invariant'",
-    "DIFFERENCE": "'difference'", "COMPARE": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '<<'", "TABLE": "'idt' or 'tt'",
+    "DIFFERENCE": "'difference'", "COMPARE": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '<<' or '%'", "TABLE": "'idt' or 'tt'",
     "$END": "end of file",
 }
 
@@ -448,6 +448,12 @@ def load_expected(path: Path) -> list[Difference]:
 def load_invariants(path: Path) -> list[Invariant]:
     text = read(path)
     return InvariantBuilder(str(path), text).build(parse_text(text, str(path), "start_inv"))
+
+
+def parse_value(text: str, where: str) -> E.Expr:
+    """A number-valued expression given outside a file (a known-divergences entry)."""
+    b = Builder(where, text)
+    return E.require_int(b.expr(parse_text(text, where, "start_expr").children[0]))
 
 
 def parse_condition(text: str, where: str) -> E.Expr:
