@@ -1,0 +1,409 @@
+"""`pvsmt extract`: read Xen's IDT and fast-system-call setup from a source tree, write a spec.
+
+Two layouts (reference 2.1-2.4):
+
+* 4.21 and later: the IDT is built at compile time from `GEN(vector, symbol, dpl,
+  autogen|manual)` lines in xen/arch/x86/include/asm/gen-idt.h, written out by the
+  `write_idte` macro of xen/arch/x86/x86_64/entry.S (its type word gives the gate type).
+* 4.20 and earlier: runtime gate writes, `set_intr_gate` / `set_swint_gate` in
+  xen/arch/x86/traps.c and `_set_gate(idt_table + VECTOR, SYS_DESC_irq_gate, DPL, ...)`
+  in xen/arch/x86/pv/traps.c.
+
+Files are run through a real C preprocessor (pcpp) with the configuration's CONFIG_*
+symbols defined, so `#ifdef CONFIG_PV`, GEN16's token pasting and the DPLn macros are
+what the compiler would see; its `#line` markers give every fact its file and line.
+Whatever the extractor needs and does not find in the expected shape is an InputError
+naming the file and line, never a guess.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError, Location
+
+GEN_IDT = Path("xen/arch/x86/include/asm/gen-idt.h")
+ENTRY_S = Path("xen/arch/x86/x86_64/entry.S")
+TRAPS_C = Path("xen/arch/x86/traps.c")
+PV_TRAPS_C = Path("xen/arch/x86/pv/traps.c")
+
+#: The configurations a tree is extracted for when no .config is given.
+VARIANTS = {"pv": {"CONFIG_PV": True, "CONFIG_PV32": True},
+            "pv32-n": {"CONFIG_PV": True, "CONFIG_PV32": False},
+            "pv-n": {"CONFIG_PV": False, "CONFIG_PV32": False}}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One IDT entry as the source writes it."""
+
+    vector: int
+    dpl: int
+    symbol: str
+    where: Location
+    text: str              # the source line, for the citation
+    present: bool = True
+    type: str = "interrupt"
+
+
+@dataclass
+class Extraction:
+    tree: Path
+    layout: str                          # "gen-idt" (4.21+) or "runtime-gates" (<= 4.20)
+    config: dict[str, bool]
+    config_source: str
+    gates: dict[int, Gate] = field(default_factory=dict)
+    gate_type: tuple[str, Location, str] | None = None   # the type every gate gets, where, source text
+    efer_sce: tuple[bool, Location, str] | None = None
+    sysenter_cs: dict[str, tuple[str, Location, str]] = field(default_factory=dict)  # vendor -> (null|nonnull, ...)
+    gate_audit: tuple[bool, Location, str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- reading the configuration ----------------------------------------------------------
+
+def read_config(path: Path) -> dict[str, bool]:
+    """CONFIG_PV and CONFIG_PV32 from a Kconfig .config (`CONFIG_X=y`, `# CONFIG_X is not set`)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read the configuration: {exc.strerror or exc}") from None
+    values: dict[str, bool] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"\s*(CONFIG_\w+)=(\S+)", line) or re.match(r"\s*#\s*(CONFIG_\w+) is not set", line)
+        if m:
+            values[m.group(1)] = len(m.groups()) == 2 and m.group(2) in ("y", "m")
+    out = {}
+    for name in ("CONFIG_PV", "CONFIG_PV32"):
+        if name not in values:
+            raise InputError(str(path), f"{name} is neither set nor 'is not set' in this configuration")
+        out[name] = values[name]
+    if out["CONFIG_PV32"] and not out["CONFIG_PV"]:
+        raise InputError(str(path), "CONFIG_PV32=y needs CONFIG_PV=y (xen/arch/x86/Kconfig: PV32 depends on PV)")
+    return out
+
+
+# ---- preprocessing ---------------------------------------------------------------------------
+
+def preprocess(tree: Path, rel: Path, config: dict[str, bool], extra: str = "") -> list[tuple[Location, str]]:
+    """The file as the compiler sees it under `config`: (location in the original, text) per line."""
+    from pcpp import Preprocessor
+    path = tree / rel
+    try:
+        source = path.read_text()
+    except FileNotFoundError:
+        raise InputError(str(path), f"not found: the extractor reads {rel} in this layout") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read: {exc}") from None
+    pp = Preprocessor()
+    pp.line_directive = "#line"
+    for name, on in config.items():
+        if on:
+            pp.define(f"{name} 1")
+    errors: list[str] = []
+    pp.on_error = lambda file, line, msg: errors.append(f"{file}:{line}: {msg}")
+    pp.on_include_not_found = _skip_include
+    pp.parse(extra + source, str(rel))
+    out = io.StringIO()
+    try:
+        pp.write(out)
+    except Exception as exc:  # pcpp raises plain exceptions on malformed directives
+        raise InputError(str(path), f"the C preprocessor failed: {exc}") from None
+    if errors:
+        raise InputError(str(path), f"the C preprocessor failed: {errors[0]}")
+    return _with_lines(out.getvalue(), path, len(extra.splitlines()))
+
+
+def _skip_include(*_args):
+    """Headers are not read: the extractor needs only what the file itself says."""
+    from pcpp.preprocessor import Action, OutputDirective
+    raise OutputDirective(Action.IgnoreAndRemove)
+
+
+def _with_lines(text: str, path: Path, offset: int) -> list[tuple[Location, str]]:
+    lines, line = [], 1
+    for raw in text.splitlines():
+        m = re.match(r'#line (\d+)', raw)
+        if m:
+            line = int(m.group(1))
+            continue
+        if raw.strip():
+            lines.append((Location(str(path), line - offset), raw))
+        line += 1
+    return lines
+
+
+def source_line(where: Location) -> str:
+    try:
+        return Path(where.path).read_text().splitlines()[where.line - 1].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+# ---- 4.21+: gen-idt.h and write_idte --------------------------------------------------------------
+
+GEN = re.compile(r"\bGEN\s*\(([^()]*)\)")
+
+
+def gen_idt(tree: Path, ex: Extraction) -> None:
+    """Every GEN(vector, symbol, dpl, kind) the preprocessed gen-idt.h leaves, with its line."""
+    for where, text in preprocess(tree, GEN_IDT, ex.config):
+        for m in GEN.finditer(text):
+            gate = _gen(m.group(1), where)
+            if gate.vector in ex.gates:
+                raise InputError(where, f"vector {gate.vector:#04x} is generated twice (first at "
+                                        f"{ex.gates[gate.vector].where})")
+            ex.gates[gate.vector] = gate
+    _require_all_vectors(ex, tree / GEN_IDT)
+
+
+def _gen(args: str, where: Location) -> Gate:
+    parts = [p.strip() for p in args.split(",")]
+    if len(parts) != 4:
+        raise InputError(where, f"expected GEN(vector, symbol, dpl, autogen|manual), found GEN({args})")
+    vector, symbol, dpl, _kind = parts
+    try:
+        v = int(vector, 0)
+    except ValueError:
+        raise InputError(where, f"GEN's vector '{vector}' is not a number") from None
+    if not 0 <= v <= 255:
+        raise InputError(where, f"GEN's vector {vector} is not an IDT vector (0-255)")
+    if not dpl.isdigit() or int(dpl) > 3:
+        raise InputError(where, f"GEN({vector}, ...)'s DPL '{dpl}' is not 0-3 after preprocessing "
+                                f"(gen-idt.h defines DPL0, DPL1 and DPL3)")
+    return Gate(v, int(dpl), symbol, where, source_line(where))
+
+
+def _require_all_vectors(ex: Extraction, path: Path) -> None:
+    missing = [v for v in range(256) if v not in ex.gates]
+    if missing:
+        raise InputError(str(path), f"no gate for vector(s) {', '.join(f'{v:#04x}' for v in missing[:8])}"
+                                    f"{' ...' if len(missing) > 8 else ''}: every IDT vector must be generated")
+
+
+WRITE_IDTE = re.compile(r"\.macro\s+write_idte\b")
+TYPE_WORD = re.compile(r"(0x[0-9a-fA-F]{3,4})\s*\|\s*\(?\s*\\?dpl\s*<<\s*13")
+
+
+def write_idte(tree: Path, ex: Extraction) -> None:
+    """The gate type every GEN entry gets: write_idte's type word (0x8e00 | dpl << 13)."""
+    path = tree / ENTRY_S
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise InputError(str(path), f"not found: the 4.21+ layout writes its IDT in {ENTRY_S}") from None
+    start = next((i for i, l in enumerate(lines) if WRITE_IDTE.search(l)), None)
+    if start is None:
+        raise InputError(str(path), "no '.macro write_idte': cannot tell the gates' type")
+    for i in range(start, min(start + 30, len(lines))):
+        if ".endm" in lines[i]:
+            break
+        m = TYPE_WORD.search(lines[i])
+        if m:
+            word = int(m.group(1), 16)
+            where = Location(str(path), i + 1)
+            ex.gate_type = (_gate_type(word, where), where, lines[i].strip())
+            return
+    raise InputError(Location(str(path), start + 1), "write_idte: no type word of the form "
+                                                     "'$(0xNN00 | (\\dpl << 13))' found before .endm")
+
+
+def _gate_type(word: int, where: Location) -> str:
+    """Bits 15 (present), 8-11 (type) of a gate's type word: 0xE interrupt, 0xF trap (64-bit)."""
+    if not word & 0x8000:
+        raise InputError(where, f"type word {word:#06x} has the present bit clear")
+    kind = (word >> 8) & 0xF
+    if kind == 0xE:
+        return "interrupt"
+    if kind == 0xF:
+        return "trap"
+    raise InputError(where, f"type word {word:#06x}: type {kind:#x} is not a 64-bit interrupt (0xE) "
+                            f"or trap (0xF) gate")
+
+
+# ---- the spec -----------------------------------------------------------------------------------------
+
+def entry_of(gate: Gate) -> str:
+    if gate.vector < 0x20:
+        return "exception"
+    return {"entry_int80": "int80", "entry_int82": "int82", "int80_direct_trap": "int80",
+            "compat_hypercall": "int82", "entry_int82_compat": "int82"}.get(gate.symbol, "irq")
+
+
+def shown(path) -> str:
+    from .report import shown_path
+    return shown_path(path)
+
+
+def in_tree(ex: Extraction, where: Location) -> str:
+    """`xen/arch/x86/...:LINE`: a citation relative to the tree, as a patch names it."""
+    try:
+        rel = Path(where.path).resolve().relative_to(ex.tree.resolve())
+    except ValueError:
+        rel = Path(where.path)
+    return f"{rel}:{where.line}"
+
+
+# ---- the fast-system-call MSRs (reference 2.4) ----------------------------------------------------------
+
+TRAMPOLINE_S = Path("xen/arch/x86/boot/trampoline.S")
+SYSENTER_FILES = (Path("xen/arch/x86/traps-setup.c"), Path("xen/arch/x86/x86_64/traps.c"), TRAPS_C)
+AMD_C = Path("xen/arch/x86/cpu/amd.c")
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        raise InputError(str(path), "not found: the extractor reads the MSR setup here") from None
+
+
+def efer_sce(tree: Path, ex: Extraction) -> None:
+    """EFER.SCE from trampoline_efer's OR-mask: `EFER_SCE * IS_ENABLED(CONFIG_PV)`, or plain EFER_SCE."""
+    path = tree / TRAMPOLINE_S
+    lines = _lines(path)
+    start = next((i for i, l in enumerate(lines) if re.search(r"\btrampoline_efer\b", l) and "GLOBAL" in l), None)
+    if start is None:
+        raise InputError(str(path), "no GLOBAL(trampoline_efer): cannot tell whether EFER.SCE is set")
+    i, expr = start + 1, ""
+    while i < len(lines):
+        expr += " " + lines[i].strip().rstrip("\\")
+        if not lines[i].rstrip().endswith("\\"):
+            break
+        i += 1
+    where = Location(str(path), start + 2)
+    if ".long" not in expr and ".quad" not in expr:
+        raise InputError(where, f"trampoline_efer: expected a .long OR-mask, found '{expr.strip()}'")
+    cond = re.search(r"EFER_SCE\s*\*\s*IS_ENABLED\(\s*(CONFIG_\w+)\s*\)", expr)
+    if cond:
+        value = ex.config.get(cond.group(1), False)
+    else:
+        value = re.search(r"\bEFER_SCE\b", expr) is not None
+    ex.efer_sce = (value, where, " ".join(expr.split()))
+
+
+def sysenter_cs(tree: Path, ex: Extraction) -> None:
+    """MSR_SYSENTER_CS: written with __HYPERVISOR_CS under `if ( cpu_has_sep )` (Intel), never on AMD
+    parts whose cpu/amd.c clears X86_FEATURE_SEP; nothing is written without CONFIG_PV when the
+    function returns early on !IS_ENABLED(CONFIG_PV)."""
+    for rel in SYSENTER_FILES:
+        path = tree / rel
+        if not path.exists():
+            continue
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if re.search(r"wrmsr\w*\s*\(\s*MSR_IA32_SYSENTER_CS\s*,\s*__HYPERVISOR_CS", line):
+                where = Location(str(path), i + 1)
+                written = ex.config["CONFIG_PV"] or not _returns_without_pv(lines, i)
+                intel = "nonnull" if written else "null"
+                ex.sysenter_cs["intel"] = (intel, where, line.strip())
+                ex.sysenter_cs["amd"] = _amd_sep(tree, intel, where, line.strip())
+                return
+    raise InputError(str(tree / SYSENTER_FILES[0]), "no wrmsr(MSR_IA32_SYSENTER_CS, __HYPERVISOR_CS, ...) in "
+                                                   + ", ".join(str(r) for r in SYSENTER_FILES))
+
+
+def _returns_without_pv(lines: list[str], at: int) -> bool:
+    """Whether the function around line `at` returns early when CONFIG_PV is off."""
+    for j in range(at, -1, -1):
+        if re.match(r"^[a-z_].*\(.*\)\s*$", lines[j]) or lines[j].startswith("{"):
+            body = lines[j:at]
+            return any(re.search(r"!\s*IS_ENABLED\(\s*CONFIG_PV\s*\)", l) for l in body)
+    return False
+
+
+def _amd_sep(tree: Path, intel: str, where: Location, text: str) -> tuple[str, Location, str]:
+    path = tree / AMD_C
+    if path.exists():
+        for i, line in enumerate(path.read_text().splitlines()):
+            if re.search(r"clear\w*\(\s*X86_FEATURE_SEP", line):
+                return ("null", Location(str(path), i + 1), line.strip())
+    return (intel, where, text)
+
+
+DESCRIPTOR_TABLES_C = Path("xen/arch/x86/pv/descriptor-tables.c")
+
+
+def gate_audit(tree: Path, ex: Extraction) -> None:
+    """Xen's audit of guest descriptors (check_descriptor) clears a present call gate's DPL (reference
+    3.6).  Only its presence is read here: the function's body is not checked."""
+    if not ex.config["CONFIG_PV"]:
+        return  # no PV guests: no guest descriptor tables to audit
+    path = tree / DESCRIPTOR_TABLES_C
+    for i, line in enumerate(_lines(path)):
+        if re.search(r"\bbool\s+check_descriptor\s*\(", line):
+            ex.gate_audit = (True, Location(str(path), i + 1), line.strip())
+            return
+    raise InputError(str(path), "no check_descriptor(): cannot tell whether guest call gates are audited")
+
+
+def extract(tree: Path, config: dict[str, bool], config_source: str) -> Extraction:
+    """The IDT (and, where found, the MSR setup) of the tree under one configuration."""
+    if not (tree / "xen").is_dir():
+        raise InputError(str(tree), "not a Xen source tree: no xen/ directory")
+    if (tree / GEN_IDT).exists():
+        ex = Extraction(tree, "gen-idt", config, config_source)
+        gen_idt(tree, ex)
+        write_idte(tree, ex)
+    elif (tree / TRAPS_C).exists():
+        ex = Extraction(tree, "runtime-gates", config, config_source)
+        runtime_gates(tree, ex)
+    else:
+        raise InputError(str(tree), f"neither {GEN_IDT} (Xen 4.21+) nor {TRAPS_C} (Xen 4.20 and earlier) "
+                                    f"is in this tree")
+    efer_sce(tree, ex)
+    sysenter_cs(tree, ex)
+    gate_audit(tree, ex)
+    return ex
+
+
+def runtime_gates(tree: Path, ex: Extraction) -> None:  # pragma: no cover - next
+    raise InputError(str(tree / TRAPS_C), "the Xen 4.20 layout is not read yet")
+
+
+def spec_text(ex: Extraction, name: str, defaults_from) -> str:
+    """The extraction as a .spec file: every fact cites the tree's file and line."""
+    pv, pv32 = ex.config["CONFIG_PV"], ex.config["CONFIG_PV32"]
+    guests = "pv64, pv32" if pv32 else "pv64" if pv else "none"
+    out = [f"# Extracted by `pvsmt extract` from {shown(ex.tree)} ({ex.layout} layout),",
+           f"# configuration: {ex.config_source}: " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in ex.config.items()),
+           "# Every fact cites the tree's file and line.  Regenerate rather than edit.", "",
+           f'spec {name} "Xen extracted from {shown(ex.tree)}, IDT delivery, '
+           + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in ex.config.items()) + '"', "",
+           "delivery idt", '    cite "pvsmt extract: the tree\'s IDT layout (FRED is a boot-time choice)"',
+           "set abi = code", '    cite "the behaviour of Xen\'s source, as the model states it"',
+           f"set guest = {guests}", f'    cite "{ex.config_source}: CONFIG_PV, CONFIG_PV32"', ""]
+    gtype, twhere, ttext = ex.gate_type
+    for gate in sorted(ex.gates.values(), key=lambda g: g.vector):
+        out.append(f"idt {gate.vector:#04x} present=1 dpl={gate.dpl} type={gtype} entry={entry_of(gate)}")
+        out.append(f'    cite "{in_tree(ex, gate.where)} ({_quote(gate.text)})"')
+        out.append(f'    cite "{in_tree(ex, twhere)} ({_quote(ttext)})"')
+    out.append("")
+    out += _msr_lines(ex)
+    out += ["", "# ---- defaults for pvsmt explain (not facts), as in " + shown(defaults_from.path)]
+    for facts in defaults_from.defaults.values():
+        for f in facts:
+            if f.statement and f.statement not in out:
+                out.append(f.statement)
+    return "\n".join(out) + "\n"
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _msr_lines(ex: Extraction) -> list[str]:
+    out = []
+    if ex.efer_sce is not None:
+        value, where, text = ex.efer_sce
+        out += [f"set efer.sce = {int(value)}", f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
+    if ex.gate_audit is not None:
+        value, where, text = ex.gate_audit
+        out += [f"set gate_audit = {int(value)}", f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
+    for vendor, (value, where, text) in sorted(ex.sysenter_cs.items()):
+        out += [f"set sysenter_cs = {value} when vendor == {vendor}",
+                f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
+    return out
