@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -345,8 +346,11 @@ def cmd_extract(args) -> int:
         config, source = ex.read_config(args.config), str(args.config)
     else:
         config, source = ex.VARIANTS["pv"], "default configuration (CONFIG_PV=y, CONFIG_PV32=y)"
-    if args.output is not None and args.output.stem != args.name:
+    if args.output is not None:
         args.name = args.output.stem  # a spec is found by its file name
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", args.name):
+        raise InputError(f"--name {args.name}", "a spec name is lower-case letters, digits, '_' and '-' "
+                                               "(with -o, the file name without .spec)")
     result = ex.extract(args.tree, config, source)
     defaults = SpecLoader().load(Path(__file__).resolve().parent.parent / "specs" / "xen.spec")
     text = ex.spec_text(result, args.name, defaults)

@@ -76,11 +76,12 @@ def read_config(path: Path) -> dict[str, bool]:
         m = re.match(r"\s*(CONFIG_\w+)=(\S+)", line) or re.match(r"\s*#\s*(CONFIG_\w+) is not set", line)
         if m:
             values[m.group(1)] = len(m.groups()) == 2 and m.group(2) in ("y", "m")
-    out = {}
-    for name in ("CONFIG_PV", "CONFIG_PV32"):
-        if name not in values:
-            raise InputError(str(path), f"{name} is neither set nor 'is not set' in this configuration")
-        out[name] = values[name]
+    if "CONFIG_PV" not in values:
+        raise InputError(str(path), "CONFIG_PV is neither set nor 'is not set' in this configuration")
+    if "CONFIG_PV32" not in values and values["CONFIG_PV"]:
+        raise InputError(str(path), "CONFIG_PV32 is neither set nor 'is not set' in this configuration")
+    # Kconfig writes no line for PV32 when PV is off: PV32 depends on PV (xen/arch/x86/Kconfig)
+    out = {"CONFIG_PV": values["CONFIG_PV"], "CONFIG_PV32": values.get("CONFIG_PV32", False)}
     if out["CONFIG_PV32"] and not out["CONFIG_PV"]:
         raise InputError(str(path), "CONFIG_PV32=y needs CONFIG_PV=y (xen/arch/x86/Kconfig: PV32 depends on PV)")
     return out
@@ -330,8 +331,9 @@ DESCRIPTOR_TABLES_C = Path("xen/arch/x86/pv/descriptor-tables.c")
 def gate_audit(tree: Path, ex: Extraction) -> None:
     """Xen's audit of guest descriptors (check_descriptor) clears a present call gate's DPL (reference
     3.6).  Only its presence is read here: the function's body is not checked."""
-    if not ex.config["CONFIG_PV"]:
-        return  # no PV guests: no guest descriptor tables to audit
+    if not ex.config["CONFIG_PV"]:  # no PV guests: no guest descriptor tables, nothing is audited
+        ex.gate_audit = (False, Location(str(tree / MAKEFILE), 0), "CONFIG_PV=n: xen/arch/x86/pv/ is not built")
+        return
     path = tree / DESCRIPTOR_TABLES_C
     for i, line in enumerate(_lines(path)):
         if re.search(r"\bbool\s+check_descriptor\s*\(", line):
@@ -352,16 +354,154 @@ def extract(tree: Path, config: dict[str, bool], config_source: str) -> Extracti
         ex = Extraction(tree, "runtime-gates", config, config_source)
         runtime_gates(tree, ex)
     else:
-        raise InputError(str(tree), f"neither {GEN_IDT} (Xen 4.21+) nor {TRAPS_C} (Xen 4.20 and earlier) "
-                                    f"is in this tree")
+        _missing_layout(tree)
     efer_sce(tree, ex)
     sysenter_cs(tree, ex)
     gate_audit(tree, ex)
     return ex
 
 
-def runtime_gates(tree: Path, ex: Extraction) -> None:  # pragma: no cover - next
-    raise InputError(str(tree / TRAPS_C), "the Xen 4.20 layout is not read yet")
+# ---- <= 4.20: runtime gate writes ------------------------------------------------------------------
+
+HEADERS = (Path("xen/arch/x86/include/asm/x86-defns.h"), Path("xen/arch/x86/include/asm/irq-vectors.h"),
+           Path("xen/arch/x86/include/asm/desc.h"), Path("xen/include/asm-x86/x86-defns.h"),
+           Path("xen/include/asm-x86/irq_vectors.h"), Path("xen/include/asm-x86/desc.h"))
+GATE_TYPES = {14: "interrupt", 15: "trap"}  # SYS_DESC_irq_gate, SYS_DESC_trap_gate (SDM Vol.3A 'IDT Descriptors')
+HELPER = re.compile(r"\b(set_\w+_gate)\s*\(\s*unsigned int n\s*,\s*void \*\s*addr\s*\)")
+CALL = re.compile(r"\b(set_\w+_gate)\s*\(\s*([A-Za-z_]\w*)\s*,\s*&?\s*([A-Za-z_]\w*)")
+SET_GATE = re.compile(r"\b_set_gate\s*\(\s*(?:&\s*idt_table\s*\[\s*(\w+)\s*\]|idt_table\s*\+\s*(\w+))\s*,"
+                      r"\s*(\w+)\s*,\s*(\w+)\s*,\s*&?\s*(\w+)", re.S)
+
+
+MAKEFILE = Path("xen/arch/x86/Makefile")
+
+
+def pv_built(tree: Path, config: dict[str, bool]) -> bool:
+    """Whether xen/arch/x86/pv/ is compiled: `obj-$(CONFIG_PV) += pv/` (or `obj-y += pv/`) in the Makefile."""
+    path = tree / MAKEFILE
+    for line in _lines(path):
+        m = re.match(r"\s*obj-(?:\$\((CONFIG_\w+)\)|(y))\s*\+=\s*pv/", line)
+        if m:
+            return True if m.group(2) else config.get(m.group(1), False)
+    raise InputError(str(path), "no 'obj-... += pv/' line: cannot tell whether pv/traps.c is built")
+
+
+def symbols(tree: Path) -> dict[str, int]:
+    """`#define NAME number` (or another such name) from the headers that name vectors and gate types."""
+    raw: dict[str, str] = {}
+    for rel in HEADERS:
+        path = tree / rel
+        if path.exists():
+            for line in path.read_text().splitlines():
+                m = re.match(r"\s*#\s*define\s+(\w+)\s+\(?\s*(\w+)\s*\)?\s*(/\*.*)?$", line)
+                if m:
+                    raw[m.group(1)] = m.group(2)
+
+    def value(name: str, depth: int = 0):
+        text = raw.get(name, name)
+        try:
+            return int(text, 0)
+        except ValueError:
+            return value(text, depth + 1) if depth < 8 and text in raw else None
+    return {name: v for name in raw if (v := value(name)) is not None}
+
+
+def _number(token: str, syms: dict[str, int], where: Location, what: str) -> int:
+    try:
+        return int(token, 0)
+    except ValueError:
+        if token in syms:
+            return syms[token]
+    raise InputError(where, f"{what} '{token}' is neither a number nor defined in "
+                            f"{', '.join(str(h) for h in HEADERS[:3])}")
+
+
+def _missing_layout(tree: Path):
+    """Neither layout's IDT source is there: name the line that refers to the missing file, if any."""
+    entry = tree / ENTRY_S
+    if entry.exists():
+        for i, line in enumerate(entry.read_text().splitlines()):
+            if re.match(r"\s*#\s*include\s*[<\"]asm/gen-idt\.h[>\"]", line):
+                raise InputError(Location(str(entry), i + 1), f"includes asm/gen-idt.h, but {GEN_IDT} is not "
+                                                              f"in the tree")
+    raise InputError(str(tree), f"neither {GEN_IDT} (Xen 4.21+) nor {TRAPS_C} (Xen 4.20 and earlier) "
+                                f"is in this tree")
+
+
+def runtime_gates(tree: Path, ex: Extraction) -> None:
+    """traps.c's init_idt_traps/trap_init and pv/traps.c's pv_trap_init, in the order Xen runs them:
+    explicit writes (the last one to a vector wins), then the autogen loop fills every empty vector."""
+    syms = symbols(tree)
+    lines = preprocess(tree, TRAPS_C, ex.config)
+    helpers = _helpers(lines, syms)
+    fill = None
+    for where, text in lines:
+        for m in CALL.finditer(text):
+            name, vector, symbol = m.groups()
+            if name not in helpers:
+                continue
+            if vector == "vector" and "autogen_entrypoints" in text:
+                fill = (helpers[name], where, text.strip())
+                continue
+            v = _number(vector, syms, where, "vector")
+            dpl, gtype = helpers[name]
+            ex.gates[v] = Gate(v, dpl, symbol, where, source_line(where), type=gtype)
+    if pv_built(tree, ex.config):
+        for gate in _set_gate_calls(tree, PV_TRAPS_C, ex.config, syms):
+            ex.gates[gate.vector] = gate
+    if fill is None:
+        raise InputError(str(tree / TRAPS_C), "no loop writing autogen_entrypoints[vector] into the "
+                                              "remaining vectors (trap_init)")
+    (dpl, gtype), where, text = fill
+    for v in range(256):
+        if v not in ex.gates:
+            ex.gates[v] = Gate(v, dpl, f"autogen_entrypoints[{v:#04x}]", where, source_line(where), type=gtype)
+    types = {g.type for g in ex.gates.values()}
+    ex.gate_type = (types.pop() if len(types) == 1 else "mixed", where, text)
+
+
+def _helpers(lines, syms) -> dict[str, tuple[int, str]]:
+    """The gate-writing helpers and the DPL and type each gives: set_intr_gate (DPL0), set_swint_gate (DPL3),
+    read from their bodies (`__set_intr_gate(n, DPL, addr)` over `_set_gate(..., SYS_DESC_irq_gate, dpl, ...)`)."""
+    text = "\n".join(t for _, t in lines)
+    base = re.search(r"__set_intr_gate\s*\([^)]*\)\s*\{\s*_set_gate\s*\([^,]+,\s*(\w+)\s*,", text)
+    if base is None:
+        raise InputError(str(lines[0][0].path) if lines else "traps.c",
+                         "no __set_intr_gate() writing _set_gate(..., SYS_DESC_*, dpl, addr)")
+    kind = syms.get(base.group(1), None)
+    gtype = GATE_TYPES.get(kind)
+    if gtype is None:
+        raise InputError(lines[0][0].path, f"__set_intr_gate writes gate type {base.group(1)}: not a 64-bit "
+                                           f"interrupt (14) or trap (15) gate")
+    out = {}
+    for m in HELPER.finditer(text):
+        body = re.match(r"[^{]*\{\s*__set_intr_gate\s*\(\s*n\s*,\s*(\d+)", text[m.end():])
+        if body:
+            out[m.group(1)] = (int(body.group(1)), gtype)
+    if "set_intr_gate" not in out:
+        raise InputError(lines[0][0].path, "no set_intr_gate(unsigned int n, void *addr) helper")
+    return out
+
+
+def _set_gate_calls(tree: Path, rel: Path, config, syms) -> list[Gate]:
+    """`_set_gate(idt_table + VECTOR, SYS_DESC_irq_gate, DPL, &entry)` calls, which may span lines."""
+    lines = preprocess(tree, rel, config)
+    text, starts = "", []
+    for where, t in lines:
+        starts.append((len(text), where))
+        text += t + "\n"
+    out = []
+    for m in SET_GATE.finditer(text):
+        where = max((s for s in starts if s[0] <= m.start()), key=lambda s: s[0])[1]
+        vector = _number(m.group(1) or m.group(2), syms, where, "vector")
+        gtype = GATE_TYPES.get(_number(m.group(3), syms, where, "gate type"))
+        if gtype is None:
+            raise InputError(where, f"gate type {m.group(3)}: not a 64-bit interrupt (14) or trap (15) gate")
+        dpl = _number(m.group(4), syms, where, "DPL")
+        if not 0 <= dpl <= 3:
+            raise InputError(where, f"DPL {m.group(4)} is not 0-3")
+        out.append(Gate(vector, dpl, m.group(5), where, source_line(where), type=gtype))
+    return out
 
 
 def spec_text(ex: Extraction, name: str, defaults_from) -> str:
@@ -378,9 +518,11 @@ def spec_text(ex: Extraction, name: str, defaults_from) -> str:
            f"set guest = {guests}", f'    cite "{ex.config_source}: CONFIG_PV, CONFIG_PV32"', ""]
     gtype, twhere, ttext = ex.gate_type
     for gate in sorted(ex.gates.values(), key=lambda g: g.vector):
-        out.append(f"idt {gate.vector:#04x} present=1 dpl={gate.dpl} type={gtype} entry={entry_of(gate)}")
+        kind = gate.type if ex.layout == "runtime-gates" else gtype
+        out.append(f"idt {gate.vector:#04x} present=1 dpl={gate.dpl} type={kind} entry={entry_of(gate)}")
         out.append(f'    cite "{in_tree(ex, gate.where)} ({_quote(gate.text)})"')
-        out.append(f'    cite "{in_tree(ex, twhere)} ({_quote(ttext)})"')
+        if ex.layout == "gen-idt":
+            out.append(f'    cite "{in_tree(ex, twhere)} ({_quote(ttext)})"')
     out.append("")
     out += _msr_lines(ex)
     out += ["", "# ---- defaults for pvsmt explain (not facts), as in " + shown(defaults_from.path)]

@@ -129,3 +129,77 @@ def test_a_trap_gate_type_word_is_read_as_such(tmp_path):
 def test_not_a_tree_exits_2(tmp_path):
     p = pvsmt("extract", str(tmp_path))
     assert p.returncode == 2 and "not a Xen source tree" in p.stderr
+
+
+# ---- the fixture trees (tests/fixtures/xen-trees, variants from tests/xen_trees.py) ----------------
+
+from xen_trees import TREES, tree as fixture  # noqa: E402
+
+
+def extract_fixture(tmp_path, name, config=".config", spec_name=None):
+    root = fixture(name, tmp_path)
+    out = tmp_path / f"{spec_name or name}.spec"
+    p = pvsmt("extract", str(root), "--config", str(root / config), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+@pytest.mark.parametrize("layout", ["new-layout", "old-layout"])
+def test_each_layout_extracts_to_the_hand_written_specs(tmp_path, layout):
+    spec = extract_fixture(tmp_path, layout)
+    p = pvsmt("diff", "specs/xen.spec", str(spec))
+    assert p.returncode == 0 and "no differences (proved by Z3)" in p.stdout, p.stdout[-2000:]
+    for config in ("config-pv-n", "config-pv-n-pv32-absent"):
+        spec = extract_fixture(tmp_path, layout, config, spec_name=f"{layout}-{config}")
+        p = pvsmt("diff", "specs/xen-pv-n.spec", str(spec), "--level", "hardware")
+        assert p.returncode == 0 and "no differences (proved by Z3)" in p.stdout, (config, p.stdout[-2000:])
+
+
+def test_both_layouts_agree_without_pv32(tmp_path):
+    new = extract_fixture(tmp_path, "new-layout", "config-pv32-n", "new-pv32-n")
+    old = extract_fixture(tmp_path, "old-layout", "config-pv32-n", "old-pv32-n")
+    assert "idt 0x82 present=1 dpl=0" in new.read_text()
+    p = pvsmt("diff", str(new), str(old))
+    assert p.returncode == 0 and "no differences" in p.stdout
+
+
+@pytest.mark.parametrize("name, line", [("new-layout-dpl-raised", "xen/arch/x86/include/asm/gen-idt.h:51"),
+                                        ("old-layout-dpl-raised", "xen/arch/x86/traps.c:89")])
+def test_a_raised_dpl_is_a_difference_citing_the_changed_line(tmp_path, name, line):
+    spec = extract_fixture(tmp_path, name)
+    text = spec.read_text()
+    assert "idt 0x0d present=1 dpl=3" in text and f'cite "{line} ' in text
+    p = pvsmt("diff", "specs/xen.spec", str(spec))
+    assert p.returncode == 1 and "when insn == int_n and vector == 0x0d" in p.stdout
+
+
+def test_dropping_the_int80_gate_is_a_difference(tmp_path):
+    p = pvsmt("diff", "specs/xen.spec", str(extract_fixture(tmp_path, "new-layout-no-int80")))
+    assert p.returncode == 1 and "vector == 0x80" in p.stdout
+
+
+def test_an_ist_change_does_not_matter(tmp_path):
+    p = pvsmt("diff", "specs/xen.spec", str(extract_fixture(tmp_path, "new-layout-ist-change")))
+    assert p.returncode == 0 and "no differences" in p.stdout
+
+
+def test_trap_gates_are_extracted_as_such(tmp_path):
+    text = extract_fixture(tmp_path, "new-layout-trap-gates").read_text()
+    assert text.count("type=trap") == 256 and "entry.S:54" in text
+
+
+@pytest.mark.parametrize("name, where, message", [
+    ("broken-bad-gen-line", "gen-idt.h:51", "DPL 'DPL9' is not 0-3"),
+    ("broken-gen-missing-arg", "gen-idt.h:51", "expected GEN(vector, symbol, dpl, autogen|manual)"),
+    ("broken-missing-gen-idt", "x86_64/entry.S:100", "includes asm/gen-idt.h"),
+    ("broken-empty", "broken-empty", "neither"),
+])
+def test_a_broken_fixture_gives_a_located_error(tmp_path, name, where, message):
+    root = fixture(name, tmp_path)
+    p = pvsmt("extract", str(root), "--config", str(root / ".config"))
+    assert p.returncode == 2 and where in p.stderr and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_fixture_files_say_they_are_not_xen_files():
+    files = [p for p in TREES.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".S")]
+    assert files and all("not Xen's file" in p.read_text() for p in files)
