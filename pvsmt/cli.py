@@ -103,6 +103,20 @@ every fact cites the tree's file and line.  Whatever is missing or has an
 unexpected shape is an error naming the file and line (exit 2).
 """
 
+CHECK_XEN_HELP = """\
+The command a Xen CI job runs: extract a spec from XEN_TREE (as pvsmt extract),
+prove the invariants written for the reference spec (--against, default
+specs/xen.spec) against it, and diff it against the reference (with --expect, the
+intended differences).  A counterexample lists the spec facts on its path with
+the tree's file and line, so it points at the line of the patch that caused it.
+
+exit status: the worst of the invariants' and the diff's, in the order 2, 1, 3, 4, 0
+  0  every invariant proved and the diff found only what was expected
+  1  a refutation, or an unexpected (or missing expected) difference
+  2  bad input: a malformed tree (file:line: error: message), spec or option
+  3  the solver gave up     4  an invariant is vacuous
+"""
+
 VALIDATE_HELP = """\
 Boot pvsmt's bare-metal x86-64 test kernel (pvsmt/validate/kernel, built with the
 machine's gcc and binutils) under QEMU (TCG) or Bochs, run some 1,600 cases per
@@ -198,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--name", default="xen-extracted", help="the spec's name (default: xen-extracted)")
     ext.add_argument("-o", "--output", type=Path, metavar="FILE.spec",
                      help="write the spec to FILE.spec (its name must match the file name)")
+
+    chk = sub.add_parser("check-xen", help="extract a Xen tree's spec, prove the invariants, diff it (for CI)",
+                         description=CHECK_XEN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("tree", metavar="XEN_TREE", type=Path, help="the root of a Xen source tree (holding xen/)")
+    chk.add_argument("--config", type=Path, metavar="FILE", help="a Kconfig .config (default: PV=y, PV32=y)")
+    chk.add_argument("--against", type=Path, default=Path("specs/xen.spec"), metavar="SPEC",
+                     help="the reference spec (default specs/xen.spec; specs/xen-pv-n.spec for CONFIG_PV=n)")
+    chk.add_argument("--expect", type=Path, metavar="FILE", help="the intended differences (pvsmt diff --expect)")
+    chk.add_argument("--proofs", nargs="*", default=["proofs"], metavar="PATH", help="the invariants (default proofs/)")
+    chk.add_argument("--max", type=int, default=1, metavar="N", help="counterexamples per refuted check")
+    chk.add_argument("--timings", action="store_true", help="add wall-clock times")
+    chk.add_argument("-v", "--verbose", action="store_true", help="show more detail")
+    chk.add_argument("--rlimit", type=int, default=50_000_000, metavar="N", help="Z3 resource limit per query")
+    chk.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit per query")
 
     val = sub.add_parser("validate", help="check the hardware model against QEMU or Bochs",
                          description=VALIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -363,7 +391,12 @@ def cmd_extract(args) -> int:
     return 0
 
 
-COMMANDS = {"extract": cmd_extract, "prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff, "table": cmd_table,
+def cmd_check_xen(args) -> int:
+    from .check_xen import run
+    return run(args)
+
+
+COMMANDS = {"check-xen": cmd_check_xen, "extract": cmd_extract, "prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff, "table": cmd_table,
             "validate": cmd_validate}
 
 

@@ -517,10 +517,12 @@ def spec_text(ex: Extraction, name: str, defaults_from) -> str:
            "set abi = code", '    cite "the behaviour of Xen\'s source, as the model states it"',
            f"set guest = {guests}", f'    cite "{ex.config_source}: CONFIG_PV, CONFIG_PV32"', ""]
     gtype, twhere, ttext = ex.gate_type
-    for gate in sorted(ex.gates.values(), key=lambda g: g.vector):
-        kind = gate.type if ex.layout == "runtime-gates" else gtype
-        out.append(f"idt {gate.vector:#04x} present=1 dpl={gate.dpl} type={kind} entry={entry_of(gate)}")
-        out.append(f'    cite "{in_tree(ex, gate.where)} ({_quote(gate.text)})"')
+    for run in runs(ex, gtype):
+        first, last = run[0], run[-1]
+        vectors = f"{first.vector:#04x}" if first is last else f"{first.vector:#04x}..{last.vector:#04x}"
+        kind = first.type if ex.layout == "runtime-gates" else gtype
+        out.append(f"idt {vectors} present=1 dpl={first.dpl} type={kind} entry={entry_of(first)}")
+        out += [f'    cite "{line}"' for line in _run_cites(ex, run)]
         if ex.layout == "gen-idt":
             out.append(f'    cite "{in_tree(ex, twhere)} ({_quote(ttext)})"')
     out.append("")
@@ -531,6 +533,28 @@ def spec_text(ex: Extraction, name: str, defaults_from) -> str:
             if f.statement and f.statement not in out:
                 out.append(f.statement)
     return "\n".join(out) + "\n"
+
+
+def runs(ex: Extraction, gtype: str) -> list[list[Gate]]:
+    """Consecutive vectors the same file gives the same DPL, type and entry: one declaration each
+    (a spec with 256 declarations would make every proof's provenance core needlessly slow)."""
+    out: list[list[Gate]] = []
+    for gate in sorted(ex.gates.values(), key=lambda g: g.vector):
+        key = (gate.dpl, gate.type, entry_of(gate), gate.where.path)
+        if out and (out[-1][-1].dpl, out[-1][-1].type, entry_of(out[-1][-1]), out[-1][-1].where.path) == key \
+                and out[-1][-1].vector + 1 == gate.vector:
+            out[-1].append(gate)
+        else:
+            out.append([gate])
+    return out
+
+
+def _run_cites(ex: Extraction, run: list[Gate]) -> list[str]:
+    """One citation per source line of the run, in line order: `file:LINE (text)`."""
+    seen: dict[int, Gate] = {}
+    for gate in run:
+        seen.setdefault(gate.where.line, gate)
+    return [f"{in_tree(ex, g.where)} ({_quote(g.text)})" for _, g in sorted(seen.items())]
 
 
 def _quote(text: str) -> str:

@@ -148,7 +148,9 @@ def check_text(check: dict, verbose: bool) -> list[str]:
         out += ["  path:"] + [line for step in _steps(c, verbose) for line in step]
         if c["facts"]:
             out.append("  spec facts on the path:")
-            out += [f"    {f['name']}  {f['statement']}" for f in c["facts"]]
+            for f in c["facts"]:
+                out.append(f"    {f['name']}  {f['statement']}")
+                out += [f"      source: {cite}" for cite in f["cites"][:1]]
         out += [f"  NOTE: this counterexample depends on an UNCERTAIN fact: {u}" for u in c["uncertain"]]
     return out
 
@@ -227,6 +229,8 @@ def check_email(check: dict, verbose: bool) -> list[str]:
             out.append("Spec facts on the path:")
             for f in c["facts"]:
                 out += wrap(f"{f['name']}: {f['statement']}", "  ", "    ")
+                for cite in f["cites"][:1]:
+                    out += wrap(f"source: {cite}", "    ", "      ")
     return out
 
 

@@ -203,3 +203,35 @@ def test_a_broken_fixture_gives_a_located_error(tmp_path, name, where, message):
 def test_fixture_files_say_they_are_not_xen_files():
     files = [p for p in TREES.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".S")]
     assert files and all("not Xen's file" in p.read_text() for p in files)
+
+
+# ---- pvsmt check-xen -------------------------------------------------------------------------------
+
+def test_check_xen_passes_on_the_released_layouts(tmp_path):
+    for layout in ("new-layout", "old-layout"):
+        root = fixture(layout, tmp_path)
+        p = pvsmt("check-xen", str(root), "--config", str(root / ".config"))
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        assert "no differences (proved by Z3)" in p.stdout and " proved" in p.stdout
+
+
+def test_check_xen_fails_on_a_raised_dpl_naming_the_source_line(tmp_path):
+    root = fixture("new-layout-dpl-raised", tmp_path)
+    p = pvsmt("check-xen", str(root), "--config", str(root / ".config"))
+    assert p.returncode == 1
+    assert "int-n-direct-vectors" in p.stdout and "refuted" in p.stdout
+    assert "source: xen/arch/x86/include/asm/gen-idt.h:51 (GEN(0x0d, entry_GP,         DPL3, manual);)" in p.stdout
+    assert "when insn == int_n and vector == 0x0d" in p.stdout
+
+
+def test_check_xen_against_pv_n(tmp_path):
+    root = fixture("old-layout", tmp_path)
+    p = pvsmt("check-xen", str(root), "--config", str(root / "config-pv-n"), "--against", "specs/xen-pv-n.spec")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert "hardware level" in p.stdout
+
+
+def test_check_xen_on_a_malformed_tree_exits_2(tmp_path):
+    root = fixture("broken-bad-gen-line", tmp_path)
+    p = pvsmt("check-xen", str(root), "--config", str(root / ".config"))
+    assert p.returncode == 2 and "gen-idt.h:51: error:" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,68 @@
+"""`pvsmt check-xen`: extract a spec from a Xen tree, prove the invariants, diff it against a reference.
+
+The command a Xen CI job runs on a proposed change.  The invariants checked are
+those written for the reference spec (`specs xen` in a .inv file, for `--against
+xen`), now against the extracted spec; the diff compares the extracted spec with
+the reference and, with `--expect`, with the intended differences.  One report;
+the exit status is that of the worst outcome, in prove's order (2, 1, 3, 4, 0).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import extract as ex
+from .diff import Differ
+from .diff_report import diff_text
+from .discover import invariant_files, pairs
+from .document import prove_document
+from .formats import render
+from .lang.parse import SpecLoader, load_expected
+from .prove_run import check_all
+from .solve import Limits, exit_code
+
+SEVERITY = (2, 1, 3, 4, 0)
+
+
+def worst(*codes: int) -> int:
+    return next((c for c in SEVERITY if c in codes), 0)
+
+
+def run(args) -> int:
+    start = time.perf_counter()
+    if args.config is not None:
+        config, source = ex.read_config(args.config), str(args.config)
+    else:
+        config, source = ex.VARIANTS["pv"], "default configuration (CONFIG_PV=y, CONFIG_PV32=y)"
+    loader = SpecLoader()
+    against = loader.load(args.against)
+    result = ex.extract(args.tree, config, source)
+    with tempfile.TemporaryDirectory(prefix="pvsmt-check-xen-") as tmp:
+        spec_file = Path(tmp) / "xen-tree.spec"
+        spec_file.write_text(ex.spec_text(result, "xen-tree", loader.load(Path(__file__).resolve().parent.parent
+                                                                          / "specs" / "xen.spec")))
+        extracted = loader.load(spec_file)
+        limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
+        todo = [(inv, extracted) for inv, spec in pairs(invariant_files(args.proofs), None, loader)
+                if spec.name == against.name]
+        results = check_all(todo, limits, {}) if todo else []
+        prove_code = exit_code(r.verdict for r in results) if results else 0
+        expected = load_expected(args.expect) if args.expect else []
+        level = "guest" if against.has_guests and extracted.has_guests else "hardware"
+        diff = Differ(against, extracted, level, limits).run(expected)
+    out = sys.stdout
+    out.write(f"pvsmt check-xen {ex.shown(args.tree)} ({result.layout} layout; {source}) against spec "
+              f"{against.name}\n\n")
+    out.write(f"== invariants written for spec {against.name}, checked against the tree ({len(todo)} checks)\n")
+    out.write(render(prove_document(results, limits, prove_code), "text", args.verbose) if results
+              else "no invariant names this spec\n")
+    out.write(f"\n== the tree against spec {against.name} ({level} level)\n")
+    out.write(diff_text(diff, args.verbose) + "\n")
+    code = worst(prove_code, diff.exit_code)
+    out.write(f"\ncheck-xen: invariants exit {prove_code}, diff exit {diff.exit_code}: exit {code} "
+              f"in {time.perf_counter() - start:.1f}s\n" if args.timings else
+              f"\ncheck-xen: invariants exit {prove_code}, diff exit {diff.exit_code}: exit {code}\n")
+    return code
