@@ -39,7 +39,7 @@ def run(args) -> int:
         config, source = ex.VARIANTS["pv"], "default configuration (CONFIG_PV=y, CONFIG_PV32=y)"
     loader = SpecLoader()
     against = loader.load(args.against)
-    result = ex.extract(args.tree, config, source)
+    result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
     with tempfile.TemporaryDirectory(prefix="pvsmt-check-xen-") as tmp:
         spec_file = Path(tmp) / "xen-tree.spec"
         spec_file.write_text(ex.spec_text(result, "xen-tree", loader.load(Path(__file__).resolve().parent.parent

@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("tree", metavar="XEN_TREE", type=Path, help="the root of a Xen source tree (holding xen/)")
     ext.add_argument("--config", type=Path, metavar="FILE",
                      help="a Kconfig .config giving CONFIG_PV and CONFIG_PV32 (default: CONFIG_PV=y, CONFIG_PV32=y)")
+    ext.add_argument("--fred", choices=("on", "off"), default="off",
+                     help="event delivery: off (the IDT, default) or on (FRED; the tree must support it)")
     ext.add_argument("--name", default="xen-extracted", help="the spec's name (default: xen-extracted)")
     ext.add_argument("-o", "--output", type=Path, metavar="FILE.spec",
                      help="write the spec to FILE.spec (its name must match the file name)")
@@ -217,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description=CHECK_XEN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("tree", metavar="XEN_TREE", type=Path, help="the root of a Xen source tree (holding xen/)")
     chk.add_argument("--config", type=Path, metavar="FILE", help="a Kconfig .config (default: PV=y, PV32=y)")
+    chk.add_argument("--fred", choices=("on", "off"), default="off",
+                     help="event delivery: off (the IDT, default) or on (FRED; use --against specs/xen-fred.spec)")
     chk.add_argument("--against", type=Path, default=Path("specs/xen.spec"), metavar="SPEC",
                      help="the reference spec (default specs/xen.spec; specs/xen-pv-n.spec for CONFIG_PV=n)")
     chk.add_argument("--expect", type=Path, metavar="FILE", help="the intended differences (pvsmt diff --expect)")
@@ -379,7 +383,7 @@ def cmd_extract(args) -> int:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", args.name):
         raise InputError(f"--name {args.name}", "a spec name is lower-case letters, digits, '_' and '-' "
                                                "(with -o, the file name without .spec)")
-    result = ex.extract(args.tree, config, source)
+    result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
     defaults = SpecLoader().load(Path(__file__).resolve().parent.parent / "specs" / "xen.spec")
     text = ex.spec_text(result, args.name, defaults)
     if args.output is not None:

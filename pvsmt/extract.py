@@ -60,6 +60,8 @@ class Extraction:
     efer_sce: tuple[bool, Location, str] | None = None
     sysenter_cs: dict[str, tuple[str, Location, str]] = field(default_factory=dict)  # vendor -> (null|nonnull, ...)
     gate_audit: tuple[bool, Location, str] | None = None
+    fred: tuple[Location, str] | None = None           # FRED delivery asked for: where the tree has it
+    pv32_off_with_fred: tuple[Location, str] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -342,7 +344,28 @@ def gate_audit(tree: Path, ex: Extraction) -> None:
     raise InputError(str(path), "no check_descriptor(): cannot tell whether guest call gates are audited")
 
 
-def extract(tree: Path, config: dict[str, bool], config_source: str) -> Extraction:
+TRAPS_SETUP_C = Path("xen/arch/x86/traps-setup.c")
+
+
+def fred(tree: Path, ex: Extraction) -> None:
+    """--fred on: the tree must support FRED (`opt_fred` in traps-setup.c).  Xen forces opt_pv32
+    off with FRED (reference 2.5): read where the tree does so, else PV32 stays as configured."""
+    path = tree / TRAPS_SETUP_C
+    if not path.exists():
+        raise InputError(str(path), "--fred on: not found; FRED support (opt_fred) lives here in Xen 4.21+")
+    lines = path.read_text().splitlines()
+    at = next((i for i, l in enumerate(lines) if re.search(r"\bopt_fred\b", l)), None)
+    if at is None:
+        raise InputError(str(path), "--fred on: this tree has no opt_fred: it cannot deliver events with FRED")
+    ex.fred = (Location(str(path), at + 1), lines[at].strip())
+    for i, line in enumerate(lines):
+        if re.search(r"\bopt_pv32\s*=\s*(0|false)\b", line):
+            ex.pv32_off_with_fred = (Location(str(path), i + 1), line.strip())
+            return
+    ex.notes.append(f"{TRAPS_SETUP_C}: no 'opt_pv32 = 0' found: PV32 guests are kept as configured under FRED")
+
+
+def extract(tree: Path, config: dict[str, bool], config_source: str, with_fred: bool = False) -> Extraction:
     """The IDT (and, where found, the MSR setup) of the tree under one configuration."""
     if not (tree / "xen").is_dir():
         raise InputError(str(tree), "not a Xen source tree: no xen/ directory")
@@ -358,6 +381,8 @@ def extract(tree: Path, config: dict[str, bool], config_source: str) -> Extracti
     efer_sce(tree, ex)
     sysenter_cs(tree, ex)
     gate_audit(tree, ex)
+    if with_fred:
+        fred(tree, ex)
     return ex
 
 
@@ -507,15 +532,21 @@ def _set_gate_calls(tree: Path, rel: Path, config, syms) -> list[Gate]:
 def spec_text(ex: Extraction, name: str, defaults_from) -> str:
     """The extraction as a .spec file: every fact cites the tree's file and line."""
     pv, pv32 = ex.config["CONFIG_PV"], ex.config["CONFIG_PV32"]
+    if ex.fred is not None and ex.pv32_off_with_fred is not None:
+        pv32 = False
     guests = "pv64, pv32" if pv32 else "pv64" if pv else "none"
     out = [f"# Extracted by `pvsmt extract` from {shown(ex.tree)} ({ex.layout} layout),",
            f"# configuration: {ex.config_source}: " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in ex.config.items()),
            "# Every fact cites the tree's file and line.  Regenerate rather than edit.", "",
            f'spec {name} "Xen extracted from {shown(ex.tree)}, IDT delivery, '
            + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in ex.config.items()) + '"', "",
-           "delivery idt", '    cite "pvsmt extract: the tree\'s IDT layout (FRED is a boot-time choice)"',
+           *_delivery_lines(ex),
            "set abi = code", '    cite "the behaviour of Xen\'s source, as the model states it"',
-           f"set guest = {guests}", f'    cite "{ex.config_source}: CONFIG_PV, CONFIG_PV32"', ""]
+           f"set guest = {guests}", f'    cite "{ex.config_source}: CONFIG_PV, CONFIG_PV32"']
+    if ex.fred is not None and ex.pv32_off_with_fred is not None:
+        where, text = ex.pv32_off_with_fred
+        out.append(f'    cite "{in_tree(ex, where)} ({_quote(text)}): no PV32 guests with FRED"')
+    out += [f"# note: {n}" for n in ex.notes] + [""]
     gtype, twhere, ttext = ex.gate_type
     for run in runs(ex, gtype):
         first, last = run[0], run[-1]
@@ -557,6 +588,21 @@ def _run_cites(ex: Extraction, run: list[Gate]) -> list[str]:
     return [f"{in_tree(ex, g.where)} ({_quote(g.text)})" for _, g in sorted(seen.items())]
 
 
+def _delivery_lines(ex: Extraction) -> list[str]:
+    if ex.fred is None:
+        return ["delivery idt", '    cite "pvsmt extract --fred off: IDT delivery (FRED is a boot-time choice, opt_fred)"']
+    where, text = ex.fred
+    return ["delivery fred", f'    cite "{in_tree(ex, where)} ({_quote(text)}): pvsmt extract --fred on"']
+
+
+def _fred_msr_lines(ex: Extraction) -> list[str]:
+    """Under FRED, init_fred writes neither SYSENTER MSR: SYSENTER_CS is whatever it was (reference 3.8)."""
+    where, text = ex.fred
+    return ["set sysenter_cs = null, nonnull",
+            f'    cite "{in_tree(ex, where)} ({_quote(text)}): with FRED, init_fred writes no SYSENTER MSR"',
+            '    uncertain "whether FRED applies SYSENTER\'s null-CS #GP(0) check is not stated (reference 3.8)"']
+
+
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -569,6 +615,8 @@ def _msr_lines(ex: Extraction) -> list[str]:
     if ex.gate_audit is not None:
         value, where, text = ex.gate_audit
         out += [f"set gate_audit = {int(value)}", f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
+    if ex.fred is not None:
+        return out + _fred_msr_lines(ex)
     for vendor, (value, where, text) in sorted(ex.sysenter_cs.items()):
         out += [f"set sysenter_cs = {value} when vendor == {vendor}",
                 f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
