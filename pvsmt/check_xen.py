@@ -9,6 +9,7 @@ the exit status is that of the worst outcome, in prove's order (2, 1, 3, 4, 0).
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -19,9 +20,10 @@ from .diff import Differ
 from .diff_report import diff_text
 from .discover import invariant_files, pairs
 from .document import prove_document
-from .formats import render
+from .formats import render, render_junit
 from .lang.parse import SpecLoader, load_expected
 from .prove_run import check_all
+from .report import versions
 from .solve import Limits, exit_code
 
 SEVERITY = (2, 1, 3, 4, 0)
@@ -53,16 +55,37 @@ def run(args) -> int:
         expected = load_expected(args.expect) if args.expect else []
         level = "guest" if against.has_guests and extracted.has_guests else "hardware"
         diff = Differ(against, extracted, level, limits).run(expected)
-    out = sys.stdout
-    out.write(f"pvsmt check-xen {ex.shown(args.tree)} ({result.layout} layout; {source}) against spec "
-              f"{against.name}\n\n")
-    out.write(f"== invariants written for spec {against.name}, checked against the tree ({len(todo)} checks)\n")
-    out.write(render(prove_document(results, limits, prove_code), "text", args.verbose) if results
-              else "no invariant names this spec\n")
-    out.write(f"\n== the tree against spec {against.name} ({level} level)\n")
-    out.write(diff_text(diff, args.verbose) + "\n")
     code = worst(prove_code, diff.exit_code)
-    out.write(f"\ncheck-xen: invariants exit {prove_code}, diff exit {diff.exit_code}: exit {code} "
-              f"in {time.perf_counter() - start:.1f}s\n" if args.timings else
-              f"\ncheck-xen: invariants exit {prove_code}, diff exit {diff.exit_code}: exit {code}\n")
+    doc = prove_document(results, limits, prove_code)
+    text = report(args, result, source, against, todo, doc, diff, level, code, start)
+    if args.output:
+        from .prove_run import write_report
+        write_report(args.output, text)
+        print(f"check-xen: exit {code}; {args.format} report written to {args.output}")
+    else:
+        sys.stdout.write(text)
     return code
+
+
+def report(args, result, source, against, todo, doc, diff, level, code, start) -> str:
+    """The one report, in --format text, json or junit."""
+    if args.format == "json":
+        from .diff_report import diff_json
+        return json.dumps({"schema": "pvsmt-check-xen/1", **versions(), "tree": ex.shown(args.tree),
+                           "layout": result.layout, "configuration": source, "against": against.name,
+                           "exit_code": code, "prove": doc, "diff": diff_json(diff)}, indent=2) + "\n"
+    diff_words = diff_text(diff, args.verbose)
+    if args.format == "junit":
+        failure = None if diff.exit_code == 0 else (
+            "differences from spec " + against.name + (" (incomplete)" if not diff.complete else ""))
+        extra = (("pvsmt diff", f"tree against {against.name} ({level} level)", "pvsmt.diff", failure,
+                  diff_words),)
+        return render_junit(doc, args.verbose, extra)
+    parts = [f"pvsmt check-xen {ex.shown(args.tree)} ({result.layout} layout; {source}) against spec "
+             f"{against.name}\n\n",
+             f"== invariants written for spec {against.name}, checked against the tree ({len(todo)} checks)\n",
+             render(doc, "text", args.verbose) if todo else "no invariant names this spec\n",
+             f"\n== the tree against spec {against.name} ({level} level)\n", diff_words + "\n"]
+    tail = f" in {time.perf_counter() - start:.1f}s" if args.timings else ""
+    parts.append(f"\ncheck-xen: invariants exit {doc['exit_code']}, diff exit {diff.exit_code}: exit {code}{tail}\n")
+    return "".join(parts)

@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--expect", type=Path, metavar="FILE", help="the intended differences (pvsmt diff --expect)")
     chk.add_argument("--proofs", nargs="*", default=["proofs"], metavar="PATH", help="the invariants (default proofs/)")
     chk.add_argument("--max", type=int, default=1, metavar="N", help="counterexamples per refuted check")
+    chk.add_argument("--format", choices=("text", "json", "junit"), default="text",
+                     help="text (default), json (schema pvsmt-check-xen/1) or junit (for GitLab's test report)")
+    chk.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE")
     chk.add_argument("--timings", action="store_true", help="add wall-clock times")
     chk.add_argument("-v", "--verbose", action="store_true", help="show more detail")
     chk.add_argument("--rlimit", type=int, default=50_000_000, metavar="N", help="Z3 resource limit per query")

@@ -284,8 +284,9 @@ def check_markdown(check: dict, verbose: bool) -> list[str]:
 # ---- junit ---------------------------------------------------------------------------------------
 
 
-def render_junit(doc: dict, verbose: bool = False) -> str:
-    """One <testcase> per (invariant, spec), one <testsuite> per spec, via junitparser."""
+def render_junit(doc: dict, verbose: bool = False, extra: tuple = ()) -> str:
+    """One <testcase> per (invariant, spec), one <testsuite> per spec, via junitparser.  `extra` adds
+    (suite, case, classname, failure message or None, text) test cases (check-xen's diff)."""
     from junitparser import Error, Failure, JUnitXml, Properties, Property, TestCase, TestSuite
     xml = JUnitXml("pvsmt prove")
     suites: dict[str, TestSuite] = {}
@@ -308,6 +309,16 @@ def render_junit(doc: dict, verbose: bool = False) -> str:
         else:
             case.system_out = details
         suites[check["spec"]].add_testcase(case)
+    for suite_name, name, classname, failure, text in extra:
+        if suite_name not in suites:
+            suites[suite_name] = TestSuite(suite_name)
+        case = TestCase(name, classname)
+        if failure is not None:
+            case.result = [Failure(failure, "difference")]
+            case.result[0].text = text
+        else:
+            case.system_out = text
+        suites[suite_name].add_testcase(case)
     for suite in suites.values():
         suite.update_statistics()
         xml.add_testsuite(suite)

@@ -268,3 +268,27 @@ def test_fred_extraction_matches_the_fred_spec(tmp_path):
 def test_fred_on_a_tree_without_fred_exits_2(tmp_path):
     p = pvsmt("extract", str(fixture("old-layout", tmp_path)), "--fred", "on")
     assert p.returncode == 2 and "traps-setup.c" in p.stderr and "--fred on" in p.stderr
+
+
+def test_check_xen_junit_has_the_invariants_and_the_diff(tmp_path):
+    import xml.etree.ElementTree as ET
+    root = fixture("new-layout-dpl-raised", tmp_path)
+    out = tmp_path / "report.xml"
+    p = pvsmt("check-xen", str(root), "--config", str(root / ".config"), "--format", "junit", "-o", str(out))
+    assert p.returncode == 1 and "junit report written" in p.stdout
+    xml = ET.parse(out).getroot()
+    diff = [c for c in xml.iter("testcase") if c.get("classname") == "pvsmt.diff"]
+    assert len(diff) == 1 and diff[0].find("failure") is not None
+    refuted = [c.get("name") for c in xml.iter("testcase") if c.find("failure") is not None]
+    assert "int-n-direct-vectors" in refuted
+    failure = next(c for c in xml.iter("testcase") if c.get("name") == "int-n-direct-vectors").find("failure").text
+    assert "gen-idt.h:51" in failure  # the email rendering names the tree's line
+
+
+def test_check_xen_json(tmp_path):
+    import json
+    root = fixture("old-layout", tmp_path)
+    p = pvsmt("check-xen", str(root), "--config", str(root / ".config"), "--format", "json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 0 and doc["schema"] == "pvsmt-check-xen/1" and doc["layout"] == "runtime-gates"
+    assert doc["prove"]["exit_code"] == 0 and doc["diff"]["differences"] == [] and doc["diff"]["complete"]
