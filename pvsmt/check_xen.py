@@ -35,10 +35,7 @@ def worst(*codes: int) -> int:
 
 def run(args) -> int:
     start = time.perf_counter()
-    if args.config is not None:
-        config, source = ex.read_config(args.config), str(args.config)
-    else:
-        config, source = ex.VARIANTS["pv"], "default configuration (CONFIG_PV=y, CONFIG_PV32=y)"
+    config, source = ex.configuration(args.config, args.variant)
     loader = SpecLoader()
     against = loader.load(args.against)
     result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")

@@ -1,4 +1,4 @@
-"""The command line: `pvsmt prove`, `pvsmt explain`, `pvsmt diff` and `pvsmt table`."""
+"""The command line: prove, explain, diff, table, validate, extract and check-xen."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ EXTRACT_HELP = """\
 Read the IDT (per-vector DPL, present bit, gate type) and the fast-system-call
 MSR setup (EFER.SCE, MSR_SYSENTER_CS) from a Xen source tree and print a spec.
 Both layouts are read: the build-time IDT of Xen 4.21+ (gen-idt.h and entry.S's
-write_idte), and (in progress) the runtime gate writes of 4.20 and earlier.
+write_idte), and the runtime gate writes of 4.20 and earlier (traps.c, pv/traps.c).
+The configuration comes from --config (a Kconfig .config) or --variant.
 Files go through a C preprocessor with the configuration's CONFIG_* symbols, and
 every fact cites the tree's file and line.  Whatever is missing or has an
 unexpected shape is an error naming the file and line (exit 2).
@@ -208,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description=EXTRACT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ext.add_argument("tree", metavar="XEN_TREE", type=Path, help="the root of a Xen source tree (holding xen/)")
     ext.add_argument("--config", type=Path, metavar="FILE",
-                     help="a Kconfig .config giving CONFIG_PV and CONFIG_PV32 (default: CONFIG_PV=y, CONFIG_PV32=y)")
+                     help="a Kconfig .config giving CONFIG_PV and CONFIG_PV32")
+    ext.add_argument("--variant", choices=("pv", "pv32-n", "pv-n"), default=None,
+                     help="without a .config: pv (CONFIG_PV=y, CONFIG_PV32=y; the default), pv32-n or pv-n")
     ext.add_argument("--fred", choices=("on", "off"), default="off",
                      help="event delivery: off (the IDT, default) or on (FRED; the tree must support it)")
     ext.add_argument("--name", default="xen-extracted", help="the spec's name (default: xen-extracted)")
@@ -218,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-xen", help="extract a Xen tree's spec, prove the invariants, diff it (for CI)",
                          description=CHECK_XEN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("tree", metavar="XEN_TREE", type=Path, help="the root of a Xen source tree (holding xen/)")
-    chk.add_argument("--config", type=Path, metavar="FILE", help="a Kconfig .config (default: PV=y, PV32=y)")
+    chk.add_argument("--config", type=Path, metavar="FILE", help="a Kconfig .config")
+    chk.add_argument("--variant", choices=("pv", "pv32-n", "pv-n"), default=None,
+                     help="without a .config: pv (the default), pv32-n or pv-n")
     chk.add_argument("--fred", choices=("on", "off"), default="off",
                      help="event delivery: off (the IDT, default) or on (FRED; use --against specs/xen-fred.spec)")
     chk.add_argument("--against", type=Path, default=Path("specs/xen.spec"), metavar="SPEC",
@@ -377,10 +382,7 @@ def cmd_validate(args) -> int:
 def cmd_extract(args) -> int:
     from . import extract as ex
     from .lang.parse import SpecLoader
-    if args.config is not None:
-        config, source = ex.read_config(args.config), str(args.config)
-    else:
-        config, source = ex.VARIANTS["pv"], "default configuration (CONFIG_PV=y, CONFIG_PV32=y)"
+    config, source = ex.configuration(args.config, args.variant)
     if args.output is not None:
         args.name = args.output.stem  # a spec is found by its file name
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", args.name):

@@ -59,7 +59,7 @@ class Extraction:
     gate_type: tuple[str, Location, str] | None = None   # the type every gate gets, where, source text
     efer_sce: tuple[bool, Location, str] | None = None
     sysenter_cs: dict[str, tuple[str, Location, str]] = field(default_factory=dict)  # vendor -> (null|nonnull, ...)
-    gate_audit: tuple[bool, Location, str] | None = None
+    gate_audit: tuple[bool, Location | None, str] | None = None
     fred: tuple[Location, str] | None = None           # FRED delivery asked for: where the tree has it
     pv32_off_with_fred: tuple[Location, str] | None = None
     notes: list[str] = field(default_factory=list)
@@ -87,6 +87,17 @@ def read_config(path: Path) -> dict[str, bool]:
     if out["CONFIG_PV32"] and not out["CONFIG_PV"]:
         raise InputError(str(path), "CONFIG_PV32=y needs CONFIG_PV=y (xen/arch/x86/Kconfig: PV32 depends on PV)")
     return out
+
+
+def configuration(path: Path | None, variant: str | None) -> tuple[dict[str, bool], str]:
+    """The configuration to extract for: a .config, or a named variant (default `pv`), and its name."""
+    if path is not None and variant is not None:
+        raise InputError("--variant", "give either --config or --variant, not both")
+    if path is not None:
+        return read_config(path), str(path)
+    name = variant or "pv"
+    config = VARIANTS[name]
+    return config, f"variant {name} (" + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in config.items()) + ")"
 
 
 # ---- preprocessing ---------------------------------------------------------------------------
@@ -334,7 +345,7 @@ def gate_audit(tree: Path, ex: Extraction) -> None:
     """Xen's audit of guest descriptors (check_descriptor) clears a present call gate's DPL (reference
     3.6).  Only its presence is read here: the function's body is not checked."""
     if not ex.config["CONFIG_PV"]:  # no PV guests: no guest descriptor tables, nothing is audited
-        ex.gate_audit = (False, Location(str(tree / MAKEFILE), 0), "CONFIG_PV=n: xen/arch/x86/pv/ is not built")
+        ex.gate_audit = (False, None, "CONFIG_PV=n: no PV guest, no guest descriptor table to audit")
         return
     path = tree / DESCRIPTOR_TABLES_C
     for i, line in enumerate(_lines(path)):
@@ -614,7 +625,8 @@ def _msr_lines(ex: Extraction) -> list[str]:
         out += [f"set efer.sce = {int(value)}", f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
     if ex.gate_audit is not None:
         value, where, text = ex.gate_audit
-        out += [f"set gate_audit = {int(value)}", f'    cite "{in_tree(ex, where)} ({_quote(text)})"']
+        source = in_tree(ex, where) if where is not None else ex.config_source
+        out += [f"set gate_audit = {int(value)}", f'    cite "{source} ({_quote(text)})"']
     if ex.fred is not None:
         return out + _fred_msr_lines(ex)
     for vendor, (value, where, text) in sorted(ex.sysenter_cs.items()):

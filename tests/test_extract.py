@@ -292,3 +292,21 @@ def test_check_xen_json(tmp_path):
     doc = json.loads(p.stdout)
     assert p.returncode == 0 and doc["schema"] == "pvsmt-check-xen/1" and doc["layout"] == "runtime-gates"
     assert doc["prove"]["exit_code"] == 0 and doc["diff"]["differences"] == [] and doc["diff"]["complete"]
+
+
+@pytest.mark.parametrize("variant, against, level", [("pv", "specs/xen.spec", "guest"),
+                                                     ("pv-n", "specs/xen-pv-n.spec", "hardware")])
+def test_named_variants_without_a_config(tmp_path, variant, against, level):
+    root = fixture("new-layout", tmp_path)
+    out = tmp_path / f"v-{variant}.spec"
+    p = pvsmt("extract", str(root), "--variant", variant, "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert f"variant {variant}" in out.read_text()
+    p = pvsmt("diff", against, str(out), "--level", level)
+    assert p.returncode == 0 and "no differences" in p.stdout
+
+
+def test_config_and_variant_together_exit_2(tmp_path):
+    root = fixture("new-layout", tmp_path)
+    p = pvsmt("extract", str(root), "--variant", "pv", "--config", str(root / ".config"))
+    assert p.returncode == 2 and "either --config or --variant" in p.stderr
