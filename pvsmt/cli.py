@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the emulated CPU's vendor (repeatable; default: both)")
     val.add_argument("--known", type=Path, metavar="FILE",
                      help="the known-divergences file (default: emulators/known-divergences.toml)")
-    val.add_argument("-v", "--verbose", action="store_true", help="show every disagreement on an UNCERTAIN path")
+    val.add_argument("-v", "--verbose", action="store_true",
+                     help="show the model's path for each disagreement, and every one on an UNCERTAIN path")
     return top
 
 
