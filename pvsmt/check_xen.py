@@ -10,7 +10,6 @@ the exit status is that of the worst outcome, in prove's order (2, 1, 3, 4, 0).
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,16 +21,9 @@ from .discover import invariant_files, pairs
 from .document import prove_document
 from .formats import render, render_junit
 from .lang.parse import SpecLoader, load_expected
-from .prove_run import check_all
+from .prove_run import check_all, emit
 from .report import versions
-from .solve import Limits, exit_code
-
-SEVERITY = (2, 1, 3, 4, 0)
-
-
-def worst(*codes: int) -> int:
-    return next((c for c in SEVERITY if c in codes), 0)
-
+from .solve import Limits, exit_code, worst_code
 
 def run(args) -> int:
     start = time.perf_counter()
@@ -41,8 +33,7 @@ def run(args) -> int:
     result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
     with tempfile.TemporaryDirectory(prefix="pvsmt-check-xen-") as tmp:
         spec_file = Path(tmp) / "xen-tree.spec"
-        spec_file.write_text(ex.spec_text(result, "xen-tree", loader.load(Path(__file__).resolve().parent.parent
-                                                                          / "specs" / "xen.spec")))
+        spec_file.write_text(ex.spec_text(result, "xen-tree", loader))
         extracted = loader.load(spec_file)
         limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
         todo = [(inv, extracted) for inv, spec in pairs(invariant_files(args.proofs), None, loader)
@@ -52,15 +43,10 @@ def run(args) -> int:
         expected = load_expected(args.expect) if args.expect else []
         level = "guest" if against.has_guests and extracted.has_guests else "hardware"
         diff = Differ(against, extracted, level, limits).run(expected)
-    code = worst(prove_code, diff.exit_code)
+    code = worst_code((prove_code, diff.exit_code))
     doc = prove_document(results, limits, prove_code)
-    text = report(args, result, source, against, todo, doc, diff, level, code, start)
-    if args.output:
-        from .prove_run import write_report
-        write_report(args.output, text)
-        print(f"check-xen: exit {code}; {args.format} report written to {args.output}")
-    else:
-        sys.stdout.write(text)
+    emit(report(args, result, source, against, todo, doc, diff, level, code, start), args.output,
+         f"check-xen: exit {code}; {args.format} report written to {args.output}")
     return code
 
 

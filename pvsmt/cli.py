@@ -349,12 +349,8 @@ def cmd_table(args) -> int:
     spec = SpecLoader().load(spec_path(args.spec))
     built = matrix.build(spec, settings(args))
     if args.check is None:
-        text = matrix.render(built)
-        if args.output:
-            from .prove_run import write_report
-            write_report(args.output, text)
-        else:
-            sys.stdout.write(text)
+        from .prove_run import emit
+        emit(matrix.render(built), args.output)
         return 0
     mismatches = matrix.check(built, str(args.check), read(args.check))
     for m in mismatches:
@@ -390,14 +386,9 @@ def cmd_extract(args) -> int:
         raise InputError(f"--name {args.name}", "a spec name is lower-case letters, digits, '_' and '-' "
                                                "(with -o, the file name without .spec)")
     result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
-    defaults = SpecLoader().load(Path(__file__).resolve().parent.parent / "specs" / "xen.spec")
-    text = ex.spec_text(result, args.name, defaults)
-    if args.output is not None:
-        from .prove_run import write_report
-        write_report(args.output, text)
-        print(f"{args.output}: spec {args.name}, {len(result.gates)} IDT vectors ({result.layout} layout)")
-    else:
-        sys.stdout.write(text)
+    from .prove_run import emit
+    emit(ex.spec_text(result, args.name, SpecLoader()), args.output,
+         f"{args.output}: spec {args.name}, {len(result.gates)} IDT vectors ({result.layout} layout)")
     return 0
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import z3
 
 from .concrete import ConcreteOps, Evaluation, evaluate
+from .counterexample import largest
 from .encode import Encoding, _is_py, _z3, knob_var, value_of
 from .errors import InputError, ModelDisagreement
 from .model import Rule
@@ -369,8 +370,8 @@ class Generalizer:
         v, top = lit.values[0], lit.domain.hi
         def ok(lo, hi):
             return self.probe.implies(rest + [Literal(lit.key, tuple(range(lo, hi + 1)), lit.domain)])
-        hi = _largest(v, top, lambda h: ok(v, h))
-        lo = top - _largest(top - v, top, lambda x: ok(top - x, hi))
+        hi = largest(v, top, lambda h: ok(v, h))
+        lo = top - largest(top - v, top, lambda x: ok(top - x, hi))
         return Literal(lit.key, tuple(range(lo, hi + 1)), lit.domain)
 
     def _free(self, keys: list[str], lits: list[Literal]) -> tuple[str, ...]:
@@ -384,17 +385,6 @@ class Generalizer:
 
 def headline(level: str) -> tuple[str, ...]:
     return HEADLINE if level == "guest" else ()
-
-
-def _largest(lo: int, hi: int, ok) -> int:
-    """The largest x in lo..hi with ok(x), given ok(lo) and ok monotone decreasing."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def _rank_key(key: str) -> tuple:

@@ -18,12 +18,14 @@ naming the file and line, never a guess.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, Location
+from .report import shown_path as shown
 
 GEN_IDT = Path("xen/arch/x86/include/asm/gen-idt.h")
 ENTRY_S = Path("xen/arch/x86/x86_64/entry.S")
@@ -45,7 +47,6 @@ class Gate:
     symbol: str
     where: Location
     text: str              # the source line, for the citation
-    present: bool = True
     type: str = "interrupt"
 
 
@@ -96,22 +97,52 @@ def configuration(path: Path | None, variant: str | None) -> tuple[dict[str, boo
     if path is not None:
         return read_config(path), str(path)
     name = variant or "pv"
-    config = VARIANTS[name]
-    return config, f"variant {name} (" + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in config.items()) + ")"
+    return VARIANTS[name], f"variant {name} ({config_text(VARIANTS[name])})"
+
+
+def config_text(config: dict[str, bool]) -> str:
+    """`CONFIG_PV=y, CONFIG_PV32=n`."""
+    return ", ".join(f"{k}={'y' if v else 'n'}" for k, v in config.items())
+
+
+# ---- reading the tree's files --------------------------------------------------------------------
+
+def read_lines(path: Path) -> list[str] | None:
+    """A file's lines, or None if it does not exist; each file is read once per version of it."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return list(_read(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: str, _mtime: int, _size: int) -> tuple[str, ...]:
+    try:
+        return tuple(Path(path).read_text().splitlines())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read: {exc}") from None
+
+
+def _lines(path: Path, why: str = "the extractor reads the MSR setup here") -> list[str]:
+    lines = read_lines(path)
+    if lines is None:
+        raise InputError(str(path), f"not found: {why}")
+    return lines
+
+
+def source_line(where: Location) -> str:
+    lines = read_lines(Path(where.path)) or []
+    return lines[where.line - 1].strip() if 0 < where.line <= len(lines) else ""
 
 
 # ---- preprocessing ---------------------------------------------------------------------------
 
-def preprocess(tree: Path, rel: Path, config: dict[str, bool], extra: str = "") -> list[tuple[Location, str]]:
+def preprocess(tree: Path, rel: Path, config: dict[str, bool]) -> list[tuple[Location, str]]:
     """The file as the compiler sees it under `config`: (location in the original, text) per line."""
     from pcpp import Preprocessor
     path = tree / rel
-    try:
-        source = path.read_text()
-    except FileNotFoundError:
-        raise InputError(str(path), f"not found: the extractor reads {rel} in this layout") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read: {exc}") from None
+    source = "\n".join(_lines(path, f"the extractor reads {rel} in this layout")) + "\n"
     pp = Preprocessor()
     pp.line_directive = "#line"
     for name, on in config.items():
@@ -120,7 +151,7 @@ def preprocess(tree: Path, rel: Path, config: dict[str, bool], extra: str = "") 
     errors: list[str] = []
     pp.on_error = lambda file, line, msg: errors.append(f"{file}:{line}: {msg}")
     pp.on_include_not_found = _skip_include
-    pp.parse(extra + source, str(rel))
+    pp.parse(source, str(rel))
     out = io.StringIO()
     try:
         pp.write(out)
@@ -128,7 +159,7 @@ def preprocess(tree: Path, rel: Path, config: dict[str, bool], extra: str = "") 
         raise InputError(str(path), f"the C preprocessor failed: {exc}") from None
     if errors:
         raise InputError(str(path), f"the C preprocessor failed: {errors[0]}")
-    return _with_lines(out.getvalue(), path, len(extra.splitlines()))
+    return _with_lines(out.getvalue(), path)
 
 
 def _skip_include(*_args):
@@ -137,7 +168,7 @@ def _skip_include(*_args):
     raise OutputDirective(Action.IgnoreAndRemove)
 
 
-def _with_lines(text: str, path: Path, offset: int) -> list[tuple[Location, str]]:
+def _with_lines(text: str, path: Path) -> list[tuple[Location, str]]:
     lines, line = [], 1
     for raw in text.splitlines():
         m = re.match(r'#line (\d+)', raw)
@@ -145,16 +176,9 @@ def _with_lines(text: str, path: Path, offset: int) -> list[tuple[Location, str]
             line = int(m.group(1))
             continue
         if raw.strip():
-            lines.append((Location(str(path), line - offset), raw))
+            lines.append((Location(str(path), line), raw))
         line += 1
     return lines
-
-
-def source_line(where: Location) -> str:
-    try:
-        return Path(where.path).read_text().splitlines()[where.line - 1].strip()
-    except (OSError, IndexError):
-        return ""
 
 
 # ---- 4.21+: gen-idt.h and write_idte --------------------------------------------------------------
@@ -205,10 +229,7 @@ TYPE_WORD = re.compile(r"(0x[0-9a-fA-F]{3,4})\s*\|\s*\(?\s*\\?dpl\s*<<\s*13")
 def write_idte(tree: Path, ex: Extraction) -> None:
     """The gate type every GEN entry gets: write_idte's type word (0x8e00 | dpl << 13)."""
     path = tree / ENTRY_S
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise InputError(str(path), f"not found: the 4.21+ layout writes its IDT in {ENTRY_S}") from None
+    lines = _lines(path, f"the 4.21+ layout writes its IDT in {ENTRY_S}")
     start = next((i for i, l in enumerate(lines) if WRITE_IDTE.search(l)), None)
     if start is None:
         raise InputError(str(path), "no '.macro write_idte': cannot tell the gates' type")
@@ -247,11 +268,6 @@ def entry_of(gate: Gate) -> str:
             "compat_hypercall": "int82", "entry_int82_compat": "int82"}.get(gate.symbol, "irq")
 
 
-def shown(path) -> str:
-    from .report import shown_path
-    return shown_path(path)
-
-
 def in_tree(ex: Extraction, where: Location) -> str:
     """`xen/arch/x86/...:LINE`: a citation relative to the tree, as a patch names it."""
     try:
@@ -266,13 +282,6 @@ def in_tree(ex: Extraction, where: Location) -> str:
 TRAMPOLINE_S = Path("xen/arch/x86/boot/trampoline.S")
 SYSENTER_FILES = (Path("xen/arch/x86/traps-setup.c"), Path("xen/arch/x86/x86_64/traps.c"), TRAPS_C)
 AMD_C = Path("xen/arch/x86/cpu/amd.c")
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        raise InputError(str(path), "not found: the extractor reads the MSR setup here") from None
 
 
 def efer_sce(tree: Path, ex: Extraction) -> None:
@@ -304,10 +313,8 @@ def sysenter_cs(tree: Path, ex: Extraction) -> None:
     parts whose cpu/amd.c clears X86_FEATURE_SEP; nothing is written without CONFIG_PV when the
     function returns early on !IS_ENABLED(CONFIG_PV)."""
     for rel in SYSENTER_FILES:
+        lines = read_lines(tree / rel) or []
         path = tree / rel
-        if not path.exists():
-            continue
-        lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             if re.search(r"wrmsr\w*\s*\(\s*MSR_IA32_SYSENTER_CS\s*,\s*__HYPERVISOR_CS", line):
                 where = Location(str(path), i + 1)
@@ -331,10 +338,9 @@ def _returns_without_pv(lines: list[str], at: int) -> bool:
 
 def _amd_sep(tree: Path, intel: str, where: Location, text: str) -> tuple[str, Location, str]:
     path = tree / AMD_C
-    if path.exists():
-        for i, line in enumerate(path.read_text().splitlines()):
-            if re.search(r"clear\w*\(\s*X86_FEATURE_SEP", line):
-                return ("null", Location(str(path), i + 1), line.strip())
+    for i, line in enumerate(read_lines(path) or []):
+        if re.search(r"clear\w*\(\s*X86_FEATURE_SEP", line):
+            return ("null", Location(str(path), i + 1), line.strip())
     return (intel, where, text)
 
 
@@ -362,9 +368,7 @@ def fred(tree: Path, ex: Extraction) -> None:
     """--fred on: the tree must support FRED (`opt_fred` in traps-setup.c).  Xen forces opt_pv32
     off with FRED (reference 2.5): read where the tree does so, else PV32 stays as configured."""
     path = tree / TRAPS_SETUP_C
-    if not path.exists():
-        raise InputError(str(path), "--fred on: not found; FRED support (opt_fred) lives here in Xen 4.21+")
-    lines = path.read_text().splitlines()
+    lines = _lines(path, "FRED support (opt_fred) lives here in Xen 4.21+, and --fred on needs it")
     at = next((i for i, l in enumerate(lines) if re.search(r"\bopt_fred\b", l)), None)
     if at is None:
         raise InputError(str(path), "--fred on: this tree has no opt_fred: it cannot deliver events with FRED")
@@ -426,12 +430,10 @@ def symbols(tree: Path) -> dict[str, int]:
     """`#define NAME number` (or another such name) from the headers that name vectors and gate types."""
     raw: dict[str, str] = {}
     for rel in HEADERS:
-        path = tree / rel
-        if path.exists():
-            for line in path.read_text().splitlines():
-                m = re.match(r"\s*#\s*define\s+(\w+)\s+\(?\s*(\w+)\s*\)?\s*(/\*.*)?$", line)
-                if m:
-                    raw[m.group(1)] = m.group(2)
+        for line in read_lines(tree / rel) or []:
+            m = re.match(r"\s*#\s*define\s+(\w+)\s+\(?\s*(\w+)\s*\)?\s*(/\*.*)?$", line)
+            if m:
+                raw[m.group(1)] = m.group(2)
 
     def value(name: str, depth: int = 0):
         text = raw.get(name, name)
@@ -455,11 +457,10 @@ def _number(token: str, syms: dict[str, int], where: Location, what: str) -> int
 def _missing_layout(tree: Path):
     """Neither layout's IDT source is there: name the line that refers to the missing file, if any."""
     entry = tree / ENTRY_S
-    if entry.exists():
-        for i, line in enumerate(entry.read_text().splitlines()):
-            if re.match(r"\s*#\s*include\s*[<\"]asm/gen-idt\.h[>\"]", line):
-                raise InputError(Location(str(entry), i + 1), f"includes asm/gen-idt.h, but {GEN_IDT} is not "
-                                                              f"in the tree")
+    for i, line in enumerate(read_lines(entry) or []):
+        if re.match(r"\s*#\s*include\s*[<\"]asm/gen-idt\.h[>\"]", line):
+            raise InputError(Location(str(entry), i + 1), f"includes asm/gen-idt.h, but {GEN_IDT} is not "
+                                                          f"in the tree")
     raise InputError(str(tree), f"neither {GEN_IDT} (Xen 4.21+) nor {TRAPS_C} (Xen 4.20 and earlier) "
                                 f"is in this tree")
 
@@ -540,17 +541,23 @@ def _set_gate_calls(tree: Path, rel: Path, config, syms) -> list[Gate]:
     return out
 
 
-def spec_text(ex: Extraction, name: str, defaults_from) -> str:
-    """The extraction as a .spec file: every fact cites the tree's file and line."""
+#: The spec whose `default` lines (for pvsmt explain; not facts) an extracted spec repeats.
+DEFAULTS_SPEC = Path(__file__).resolve().parent.parent / "specs" / "xen.spec"
+
+
+def spec_text(ex: Extraction, name: str, loader) -> str:
+    """The extraction as a .spec file: every fact cites the tree's file and line.  `loader`
+    (lang.parse.SpecLoader) reads DEFAULTS_SPEC for the defaults."""
+    defaults_from = loader.load(DEFAULTS_SPEC)
     pv, pv32 = ex.config["CONFIG_PV"], ex.config["CONFIG_PV32"]
     if ex.fred is not None and ex.pv32_off_with_fred is not None:
         pv32 = False
     guests = "pv64, pv32" if pv32 else "pv64" if pv else "none"
+    delivery = "FRED" if ex.fred is not None else "IDT"
     out = [f"# Extracted by `pvsmt extract` from {shown(ex.tree)} ({ex.layout} layout),",
-           f"# configuration: {ex.config_source}: " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in ex.config.items()),
+           f"# configuration: {ex.config_source}: {config_text(ex.config)}",
            "# Every fact cites the tree's file and line.  Regenerate rather than edit.", "",
-           f'spec {name} "Xen extracted from {shown(ex.tree)}, IDT delivery, '
-           + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in ex.config.items()) + '"', "",
+           f'spec {name} "Xen extracted from {shown(ex.tree)}, {delivery} delivery, {config_text(ex.config)}"', "",
            *_delivery_lines(ex),
            "set abi = code", '    cite "the behaviour of Xen\'s source, as the model states it"',
            f"set guest = {guests}", f'    cite "{ex.config_source}: CONFIG_PV, CONFIG_PV32"']
@@ -580,11 +587,11 @@ def spec_text(ex: Extraction, name: str, defaults_from) -> str:
 def runs(ex: Extraction, gtype: str) -> list[list[Gate]]:
     """Consecutive vectors the same file gives the same DPL, type and entry: one declaration each
     (a spec with 256 declarations would make every proof's provenance core needlessly slow)."""
+    def key(g: Gate) -> tuple:
+        return (g.dpl, g.type, entry_of(g), g.where.path)
     out: list[list[Gate]] = []
     for gate in sorted(ex.gates.values(), key=lambda g: g.vector):
-        key = (gate.dpl, gate.type, entry_of(gate), gate.where.path)
-        if out and (out[-1][-1].dpl, out[-1][-1].type, entry_of(out[-1][-1]), out[-1][-1].where.path) == key \
-                and out[-1][-1].vector + 1 == gate.vector:
+        if out and key(out[-1][-1]) == key(gate) and out[-1][-1].vector + 1 == gate.vector:
             out[-1].append(gate)
         else:
             out.append([gate])

@@ -26,26 +26,28 @@ def run(args, overrides: dict[str, object]) -> int:
     limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
     results = check_all(todo, limits, overrides)
     code = exit_code(r.verdict for r in results)
-    unused = unused_facts(todo, results) if args.unused_facts else None
+    unused = unused_facts(results) if args.unused_facts else None
     seconds = time.perf_counter() - start if args.timings else None
     doc = prove_document(results, limits, code, seconds, unused)
-    text = render(doc, args.format, args.verbose)
-    if args.output:
-        write_report(args.output, text)
-        print(f"{summary(doc)}; {args.format} report written to {args.output}")
-    else:
-        sys.stdout.write(text)
+    emit(render(doc, args.format, args.verbose), args.output,
+         f"{summary(doc)}; {args.format} report written to {args.output}")
     return code
 
 
-def write_report(path: Path, text: str) -> None:
+def emit(text: str, output: Path | None, written: str | None = None) -> None:
+    """`text` to the --output file (then `written`, if any, to stdout), or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
     try:
-        path.write_text(text)
+        output.write_text(text)
     except OSError as exc:
-        raise InputError(f"--output {path}", f"cannot write: {exc.strerror or exc}") from None
+        raise InputError(f"--output {output}", f"cannot write: {exc.strerror or exc}") from None
+    if written:
+        print(written)
 
 
-def unused_facts(todo, results: list[Result]) -> dict[str, list]:
+def unused_facts(results: list[Result]) -> dict[str, list]:
     """Per spec, the declarations no verdict relied on (proofs' cores, counterexamples' paths)."""
     used: dict[str, set[str]] = {}
     specs = {}

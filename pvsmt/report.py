@@ -65,14 +65,23 @@ def _unsaid_fault(g: GuestOutcome, unsaid: list[str]) -> str:
     return f"{what} (which one is not stated)" if g.event == GuestEvent.EXCEPTION else g.event.label
 
 
-def guest_detail(g: GuestOutcome | None) -> str:
-    """guest_text plus where %rip points, what masks events, and what is left unspecified."""
-    if g is None:
-        return guest_text(g)
+def guest_what(g: GuestOutcome) -> str | None:
+    """What the guest gets, saying which parts a silent document leaves open; None if it says nothing."""
     unsaid = open_fields(g)
     if "event" in unsaid:
+        return None
+    return guest_text(g) if not {"vector", "error_code"} & set(unsaid) else _unsaid_fault(g, unsaid)
+
+
+def guest_detail(g: GuestOutcome | None) -> str:
+    """guest_what plus where %rip points, what masks events, and what is left unspecified."""
+    if g is None:
+        return guest_text(g)
+    what = guest_what(g)
+    if what is None:
         return "unspecified (the document does not say)"
-    parts = [guest_text(g) if not {"vector", "error_code"} & set(unsaid) else _unsaid_fault(g, unsaid)]
+    unsaid = open_fields(g)
+    parts = [what]
     if "rip" not in unsaid and g.rip in RIP:
         parts.append(RIP[g.rip])
     if "masked_by" not in unsaid and g.masked_by in MASK:

@@ -52,8 +52,13 @@ SEVERITY = (Verdict.ERROR, Verdict.REFUTED, Verdict.UNKNOWN, Verdict.VACUOUS, Ve
 
 
 def exit_code(verdicts) -> int:
-    present = set(verdicts)
-    return next((v.exit_code for v in SEVERITY if v in present), 0)
+    return worst_code(v.exit_code for v in verdicts)
+
+
+def worst_code(codes) -> int:
+    """The worst of some exit statuses, in SEVERITY's order (2, 1, 3, 4, 0)."""
+    present = set(codes)
+    return next((v.exit_code for v in SEVERITY if v.exit_code in present), 0)
 
 
 @dataclass(frozen=True)

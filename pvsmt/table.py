@@ -17,8 +17,7 @@ from tabulate import tabulate
 from .concrete import evaluate
 from .configure import resolve
 from .errors import InputError, PvsmtError
-from .model.outcome import open_fields
-from .report import _unsaid_fault, guest_text
+from .report import guest_what
 from .spec import Spec
 from .vocab import CodeMode, Guest, GuestMode, Insn, Vendor
 
@@ -84,12 +83,7 @@ def _cell(spec: Spec, settings: dict, read_defaults: dict) -> str | None:
 
 
 def cell_text(g) -> str:
-    unsaid = open_fields(g)
-    if "event" in unsaid:
-        return "not stated"
-    if {"vector", "error_code"} & set(unsaid):
-        return _unsaid_fault(g, unsaid)
-    return guest_text(g)
+    return guest_what(g) or "not stated"
 
 
 def render(table: Table) -> str:

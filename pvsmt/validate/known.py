@@ -19,6 +19,7 @@ from ..concrete import ConcreteEnv
 from ..errors import InputError, Location
 from ..lang.expr import Expr
 from ..lang.parse import parse_condition, parse_value, read
+from ..model.outcome import HwOutcome
 from ..vocab import NONE, GateType, HwEvent, Kind, Msr
 from .plan import as_observed
 
@@ -59,7 +60,6 @@ def expected(observed: dict, hw, env) -> tuple:
               "msr": hw.msr, "gate_type": hw.gate_type}
     for name, value in observed.items():
         values[name] = value.eval(env) if isinstance(value, Expr) else value
-    from ..model.outcome import HwOutcome
     return as_observed(HwOutcome(**values))
 
 

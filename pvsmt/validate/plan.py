@@ -19,6 +19,7 @@ import itertools
 from ..concrete import Config, evaluate
 from ..model import RULES
 from ..model.outcome import HwOutcome
+from ..report import exc
 from ..vocab import (NONE, Abi, CodeMode, Delivery, GateTable, GateType, HwEvent, Insn, Prefix, SysenterCS,
                      Vendor)
 from .cases import Case, Observation
@@ -184,7 +185,6 @@ def observed(o: Observation) -> tuple:
 
 def describe(t: tuple) -> str:
     """An outcome tuple in words: `#GP(0x10a) fault, interrupt gate`, `SYSCALL via cstar`."""
-    from ..report import exc
     if t[0] == "idt":
         _, vector, ec, kind, gtype = t
         return f"{exc(vector, ec if ec != -1 else NONE)} {kind} ({gtype} gate)"
