@@ -15,32 +15,34 @@ import time
 from pathlib import Path
 
 from . import extract as ex
+from . import shipped
 from .diff import Differ
 from .diff_report import diff_text
 from .discover import invariant_files, pairs
 from .document import prove_document
 from .formats import render, render_junit
 from .lang.parse import SpecLoader, load_expected
-from .prove_run import check_all, emit
+from .prove_run import check_all, check_output, emit
 from .report import versions
 from .solve import Limits, exit_code, worst_code
 
 def run(args) -> int:
     start = time.perf_counter()
+    check_output(args.output)
     config, source = ex.configuration(args.config, args.variant)
     loader = SpecLoader()
-    against = loader.load(args.against)
+    against = loader.load(shipped.spec_argument(args.against))
     result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
     with tempfile.TemporaryDirectory(prefix="pvsmt-check-xen-") as tmp:
         spec_file = Path(tmp) / "xen-tree.spec"
         spec_file.write_text(ex.spec_text(result, "xen-tree", loader))
         extracted = loader.load(spec_file)
         limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
-        todo = [(inv, extracted) for inv, spec in pairs(invariant_files(args.proofs), None, loader)
+        todo = [(inv, extracted) for inv, spec in pairs(invariant_files(args.proofs or [str(shipped.directory("proofs"))]), None, loader)
                 if spec.name == against.name]
         results = check_all(todo, limits, {}) if todo else []
         prove_code = exit_code(r.verdict for r in results) if results else 0
-        expected = load_expected(args.expect) if args.expect else []
+        expected = load_expected(shipped.expect_argument(args.expect)) if args.expect else []
         level = "guest" if against.has_guests and extracted.has_guests else "hardware"
         diff = Differ(against, extracted, level, limits).run(expected)
     code = worst_code((prove_code, diff.exit_code))

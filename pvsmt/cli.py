@@ -145,10 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     prove = sub.add_parser("prove", help="prove invariants against specs", description=PROVE_HELP,
                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    prove.add_argument("paths", nargs="*", metavar="PATH", default=["proofs"],
-                       help=".inv files or directories of them (default: proofs/)")
-    prove.add_argument("--spec", action="append", metavar="FILE", type=Path,
-                       help="check every invariant against this spec file (repeatable)")
+    prove.add_argument("paths", nargs="*", metavar="PATH",
+                       help=".inv files or directories of them (default: the shipped proofs/)")
+    prove.add_argument("--spec", action="append", metavar="FILE|NAME",
+                       help="check every invariant against this spec: a .spec file, or NAME (specs/NAME.spec "
+                            "here, else the shipped spec NAME) (repeatable)")
     prove.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                        help="fix a knob or override a spec fact in every check (what-if)")
     prove.add_argument("-v", "--verbose", action="store_true",
@@ -173,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="evaluate one concrete configuration", description=EXPLAIN_HELP,
                              epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    explain.add_argument("--spec", required=True, type=Path, metavar="FILE", help="the system (a .spec file)")
+    explain.add_argument("--spec", required=True, metavar="FILE|NAME",
+                         help="the system: a .spec file, or NAME (specs/NAME.spec here, else the shipped spec NAME)")
     explain.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                          help="set a knob or override a spec fact (repeatable)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -181,12 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     diff = sub.add_parser("diff", help="every configuration whose outcome differs between two specs",
                           description=DIFF_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    diff.add_argument("old", metavar="OLD", help="the old spec: a .spec file, or NAME for specs/NAME.spec")
-    diff.add_argument("new", metavar="NEW", help="the new spec: a .spec file, or NAME for specs/NAME.spec")
+    diff.add_argument("old", metavar="OLD", help="the old spec: a .spec file, or NAME (specs/NAME.spec here, "
+                                                 "else the shipped spec NAME)")
+    diff.add_argument("new", metavar="NEW", help="the new spec: a .spec file, or NAME")
     diff.add_argument("--level", choices=("guest", "hardware"), default="guest",
                       help="compare what the guest sees (default) or what the CPU raises")
-    diff.add_argument("--expect", type=Path, metavar="FILE",
-                      help="the intended differences: `difference NAME { when ... }` blocks")
+    diff.add_argument("--expect", metavar="FILE|NAME",
+                      help="the intended differences: `difference NAME { when ... }` blocks (NAME: the shipped "
+                           "diffs/NAME.expect, e.g. xen--xen-fred)")
     diff.add_argument("--json", action="store_true", help="print JSON instead of text")
     diff.add_argument("-v", "--verbose", action="store_true", help="show both paths of every class")
     diff.add_argument("--max-classes", type=int, default=200, metavar="N",
@@ -197,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="wall-clock limit per query (0: none)")
     table = sub.add_parser("table", help="the behaviour matrix of a spec as a reStructuredText table",
                            description=TABLE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    table.add_argument("--spec", required=True, metavar="FILE",
-                       help="the system: a .spec file, or NAME for specs/NAME.spec")
+    table.add_argument("--spec", required=True, metavar="FILE|NAME",
+                       help="the system: a .spec file, or NAME (specs/NAME.spec here, else the shipped spec NAME)")
     table.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                        help="fix a knob or override a spec fact for every cell (repeatable)")
     table.add_argument("--check", type=Path, metavar="FILE.rst",
@@ -214,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="without a .config: pv (CONFIG_PV=y, CONFIG_PV32=y; the default), pv32-n or pv-n")
     ext.add_argument("--fred", choices=("on", "off"), default="off",
                      help="event delivery: off (the IDT, default) or on (FRED; the tree must support it)")
-    ext.add_argument("--name", default="xen-extracted", help="the spec's name (default: xen-extracted)")
-    ext.add_argument("-o", "--output", type=Path, metavar="FILE.spec",
-                     help="write the spec to FILE.spec (its name must match the file name)")
+    ext.add_argument("--name", default=None,
+                     help="the spec's name (default: the -o file's name without .spec, else xen-extracted)")
+    ext.add_argument("-o", "--output", type=Path, metavar="FILE.spec", help="write the spec to FILE.spec")
 
     chk = sub.add_parser("check-xen", help="extract a Xen tree's spec, prove the invariants, diff it (for CI)",
                          description=CHECK_XEN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,10 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="without a .config: pv (the default), pv32-n or pv-n")
     chk.add_argument("--fred", choices=("on", "off"), default="off",
                      help="event delivery: off (the IDT, default) or on (FRED; use --against specs/xen-fred.spec)")
-    chk.add_argument("--against", type=Path, default=Path("specs/xen.spec"), metavar="SPEC",
-                     help="the reference spec (default specs/xen.spec; specs/xen-pv-n.spec for CONFIG_PV=n)")
+    chk.add_argument("--against", default="xen", metavar="FILE|NAME",
+                     help="the reference spec (default xen; xen-pv-n for CONFIG_PV=n, xen-fred with --fred on)")
     chk.add_argument("--expect", type=Path, metavar="FILE", help="the intended differences (pvsmt diff --expect)")
-    chk.add_argument("--proofs", nargs="*", default=["proofs"], metavar="PATH", help="the invariants (default proofs/)")
+    chk.add_argument("--proofs", action="append", metavar="PATH",
+                     help="an .inv file or a directory of them (repeatable; default: the shipped proofs/)")
     chk.add_argument("--max", type=int, default=1, metavar="N", help="counterexamples per refuted check")
     chk.add_argument("--format", choices=("text", "json", "junit"), default="text",
                      help="text (default), json (schema pvsmt-check-xen/1) or junit (for GitLab's test report)")
@@ -245,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--vendor", choices=("intel", "amd"), action="append",
                      help="the emulated CPU's vendor (repeatable; default: both)")
     val.add_argument("--known", type=Path, metavar="FILE",
-                     help="the known-divergences file (default: emulators/known-divergences.toml)")
+                     help="the known-divergences file (default: the shipped emulators/known-divergences.toml)")
     val.add_argument("-v", "--verbose", action="store_true",
                      help="show the model's path for each disagreement, and every one on an UNCERTAIN path")
     return top
@@ -297,7 +302,7 @@ def cmd_explain(args) -> int:
     from .configure import resolve
     from .lang.parse import SpecLoader
     from . import report
-    spec = SpecLoader().load(args.spec)
+    spec = SpecLoader().load(spec_path(args.spec))
     resolved = resolve(spec, settings(args))
     ev = evaluate(resolved.config, guests=spec.has_guests)
     if args.json:
@@ -317,23 +322,22 @@ def cmd_prove(args) -> int:
 
 
 def spec_path(arg: str) -> Path:
-    """A spec argument: a path, or a bare NAME for specs/NAME.spec."""
-    path = Path(arg)
-    if path.suffix != ".spec" and "/" not in arg and not path.exists():
-        return Path("specs") / f"{arg}.spec"
-    return path
+    """A spec argument: a path, or NAME: specs/NAME.spec here, else the shipped spec NAME."""
+    from .shipped import spec_argument
+    return spec_argument(arg)
 
 
 def cmd_diff(args) -> int:
     from . import diff_report
     from .diff import Differ
     from .lang.parse import SpecLoader, load_expected
+    from .shipped import expect_argument
     from .solve import Limits
     if args.max_classes < 1:
         raise InputError("--max-classes", "expected a positive number")
     loader = SpecLoader()
     old, new = loader.load(spec_path(args.old)), loader.load(spec_path(args.new))
-    expected = load_expected(args.expect) if args.expect else []
+    expected = load_expected(expect_argument(args.expect)) if args.expect else []
     limits = Limits(rlimit=max(args.rlimit, 0), timeout_ms=int(max(args.timeout, 0) * 1000))
     result = Differ(old, new, args.level, limits, args.max_classes).run(expected)
     if args.json:
@@ -346,6 +350,8 @@ def cmd_diff(args) -> int:
 def cmd_table(args) -> int:
     from . import table as matrix
     from .lang.parse import SpecLoader, read
+    from .prove_run import check_output
+    check_output(args.output)
     spec = SpecLoader().load(spec_path(args.spec))
     built = matrix.build(spec, settings(args))
     if args.check is None:
@@ -379,12 +385,14 @@ def cmd_validate(args) -> int:
 def cmd_extract(args) -> int:
     from . import extract as ex
     from .lang.parse import SpecLoader
+    from .prove_run import check_output
+    check_output(args.output)
     config, source = ex.configuration(args.config, args.variant)
-    if args.output is not None:
-        args.name = args.output.stem  # a spec is found by its file name
+    if args.name is None:  # `extends`, `specs` and NAME arguments find a spec by its file name
+        args.name = args.output.stem if args.output is not None else "xen-extracted"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", args.name):
         raise InputError(f"--name {args.name}", "a spec name is lower-case letters, digits, '_' and '-' "
-                                               "(with -o, the file name without .spec)")
+                                               "(with -o and no --name, the file name without .spec)")
     result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
     from .prove_run import emit
     emit(ex.spec_text(result, args.name, SpecLoader()), args.output,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import shipped
 from .errors import InputError, Location
 from .lang.parse import Invariant, SpecLoader, load_invariants
 from .spec import Spec
@@ -26,12 +27,17 @@ def invariant_files(paths: list[str]) -> list[Path]:
 
 
 def find_spec(name: str, near: Path, where: Location) -> Path:
-    """specs/NAME.spec in the invariant's directory or the nearest parent that has it."""
+    """specs/NAME.spec in the invariant's directory or the nearest parent that has it (or the
+    working directory), else the shipped spec NAME."""
     for d in [near.resolve(), *near.resolve().parents, Path.cwd()]:
         candidate = d / "specs" / f"{name}.spec"
         if candidate.exists():
             return candidate
-    raise InputError(where, f"no spec '{name}': specs/{name}.spec not found beside {near} or above it")
+    found = shipped.spec(name)
+    if found is not None:
+        return found
+    raise InputError(where, f"no spec '{name}': specs/{name}.spec not found beside {near} or above it, "
+                            f"and pvsmt ships no spec of that name ({', '.join(shipped.names())})")
 
 
 def pairs(files: list[Path], spec_files: list[Path] | None, loader: SpecLoader) -> list[tuple[Invariant, Spec]]:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import shipped
 from .errors import InputError, Location
 from .report import shown_path as shown
 
@@ -542,7 +543,7 @@ def _set_gate_calls(tree: Path, rel: Path, config, syms) -> list[Gate]:
 
 
 #: The spec whose `default` lines (for pvsmt explain; not facts) an extracted spec repeats.
-DEFAULTS_SPEC = Path(__file__).resolve().parent.parent / "specs" / "xen.spec"
+DEFAULTS_SPEC = shipped.directory("specs") / "xen.spec"
 
 
 def spec_text(ex: Extraction, name: str, loader) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
 
+from . import shipped
 from .discover import invariant_files, pairs
 from .document import prove_document
 from .errors import InputError, PvsmtError
@@ -19,10 +21,12 @@ from .solve import Limits, Prover, Result, Verdict, exit_code
 
 def run(args, overrides: dict[str, object]) -> int:
     start = time.perf_counter()
+    check_output(args.output)
     loader = SpecLoader()
-    todo = pairs(invariant_files(args.paths), args.spec, loader)
+    paths = args.paths or [str(shipped.directory("proofs"))]
+    todo = pairs(invariant_files(paths), [shipped.spec_argument(s) for s in args.spec or []], loader)
     if not todo:
-        raise InputError(" ".join(args.paths), "no invariants to prove (the files define none)")
+        raise InputError(" ".join(paths), "no invariants to prove (the files define none)")
     limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
     results = check_all(todo, limits, overrides)
     code = exit_code(r.verdict for r in results)
@@ -32,6 +36,19 @@ def run(args, overrides: dict[str, object]) -> int:
     emit(render(doc, args.format, args.verbose), args.output,
          f"{summary(doc)}; {args.format} report written to {args.output}")
     return code
+
+
+def check_output(output: Path | None) -> None:
+    """Before any work: --output must name a file that can be written (its directory exists)."""
+    if output is None:
+        return
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise InputError(f"--output {output}", "is a directory, expected a file name")
+    if not parent.is_dir():
+        raise InputError(f"--output {output}", f"no such directory: {parent}")
+    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise InputError(f"--output {output}", "cannot write here: permission denied")
 
 
 def emit(text: str, output: Path | None, written: str | None = None) -> None:

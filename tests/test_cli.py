@@ -139,7 +139,7 @@ BAD_SPECS = [
     ("spec s\nidt 0x10 dpl=4\n", 2, "out of range 0..3"),
     ("spec s\nset efer.sce = maybe\n", 2, "bad value"),
     ("spec s\nset eferr.sce = 1\n", 2, "did you mean 'efer.sce'"),
-    ("spec t\n", 1, "does not match the file name"),
+    ("spec t\nextends nowhere\n", 2, "no spec 'nowhere'"),
 ]
 
 

@@ -177,7 +177,10 @@ class Builder:
 # ---- specs --------------------------------------------------------------------
 
 class SpecLoader:
-    """Loads specs by path; `extends NAME` reads NAME.spec beside the child."""
+    """Loads specs by path; `extends NAME` reads NAME.spec beside the child, else the shipped spec NAME.
+
+    A spec's name (`spec NAME`) labels it in reports; `extends`, `specs` lines and
+    command-line NAMEs find a spec by its file name, NAME.spec."""
 
     def __init__(self):
         self.cache: dict[Path, Spec] = {}
@@ -212,9 +215,6 @@ class SpecBuilder(Builder):
         title = ""
         if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
             title = self.string(rest.pop(0))
-        if str(name_tok) != self.file.stem:
-            raise InputError(self.at(name_tok), f"spec name '{name_tok}' does not match the file name "
-                                                f"'{self.file.name}' (specs are found by name)")
         spec = Spec(name=str(name_tok), title=title, path=self.path)
         for i, stmt in enumerate(rest):
             getattr(self, stmt.data)(spec, stmt, first=i == 0)
@@ -241,7 +241,11 @@ class SpecBuilder(Builder):
         parent_name = str(node.children[0])
         parent_path = self.file.parent / f"{parent_name}.spec"
         if not parent_path.exists():
-            raise InputError(self.at(node), f"no spec '{parent_name}' beside this one ({parent_path} not found)")
+            from .. import shipped
+            parent_path = shipped.spec(parent_name)
+            if parent_path is None:
+                raise InputError(self.at(node), f"no spec '{parent_name}': neither {parent_name}.spec beside this "
+                                                f"one nor a shipped spec ({', '.join(shipped.names())})")
         parent = self.loader.load(parent_path, via=self.at(node))
         spec.facts = {k: list(v) for k, v in parent.facts.items()}
         spec.defaults = {k: list(v) for k, v in parent.defaults.items()}

@@ -55,7 +55,8 @@ def known_file(path: Path | None) -> Path:
         return path
     if DEFAULT_KNOWN.exists():
         return DEFAULT_KNOWN
-    return Path(__file__).resolve().parents[2] / DEFAULT_KNOWN
+    from .. import shipped
+    return shipped.directory("emulators") / DEFAULT_KNOWN.name
 
 
 def validate(emulator: str, vendors, divergences, cases: list[Case] | None = None, runner=None) -> list[VendorRun]:
