@@ -12,7 +12,7 @@ from tabulate import tabulate
 from .concrete import Config, Evaluation
 from .model.outcome import GuestOutcome, HwOutcome, open_fields
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
-                    Kind, Label, MaskFlag, Msr, Rip, Source, Vendor, domain_of)
+                    Kind, Label, MaskFlag, Msr, Prefix, Rip, Source, Vendor, domain_of)
 
 MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
@@ -227,9 +227,15 @@ def summary(results, seconds: float) -> str:
 
 # ---- explain -------------------------------------------------------------------------------
 
+#: Enumerations whose `none` is a value of its own, as the README and the invariant language
+#: spell it (no control transfer, nothing happens, no prefix, no guest frame, no masking): JSON
+#: prints the word.  Elsewhere `none` means the field does not apply, and JSON prints null.
+NONE_IS_A_VALUE = (HwEvent, GuestEvent, Prefix, Rip, MaskFlag)
+
+
 def json_value(domain, value):
     if isinstance(value, Label):
-        return None if value.name == "NONE" else value.label
+        return None if value.name == "NONE" and not isinstance(value, NONE_IS_A_VALUE) else value.label
     if isinstance(value, bool):
         return int(value)
     return None if domain.optional and value == NONE else value
@@ -302,7 +308,7 @@ def explain_text(spec, resolved, ev: Evaluation, verbose: bool = False) -> str:
     rows = config_lines(resolved.config, names, source)
     width = max((len(label) for label, _ in rows), default=0)
     guests = ev.guest is not None
-    lines = [f"spec: {spec.name} ({spec.path}): {spec.title}; {version_line()}", "configuration:",
+    lines = [f"spec: {spec.name} ({shown_path(spec.path)}): {spec.title}; {version_line()}", "configuration:",
              f"  {who_text(resolved.config, guests)}", f"  executes {insn_text(resolved.config)}"]
     lines += [f"  {label:<{width}}  {text}" for label, text in rows]
     lines += ["outcome:", f"  hardware: {hw_text(ev.hw)}"]
