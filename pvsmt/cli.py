@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -271,10 +272,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in ("prove", "diff", "check-xen"):
+            from .interrupt import install
+            install()
         return COMMANDS[args.command](args)
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the work is cancelled, one line, the shell's 128 + SIGINT
+        print("pvsmt: interrupted", file=sys.stderr)
+        if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)  # solver threads are still busy: do not wait for them
+        return 130
     except BrokenPipeError:  # the reader went away (`| head`): say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

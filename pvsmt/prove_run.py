@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
 
@@ -92,8 +92,26 @@ def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[R
         prover = Prover(limits, overrides)
         return [(i, check(prover, *todo[i])) for i in indexes]
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = dict(pair for part in pool.map(run_bucket, buckets) for pair in part)
+    # Daemon threads, not a pool: on Ctrl-C the main thread stops waiting at once (a pool
+    # would finish every query first), and cli.main ends the process without joining them.
+    parts: list = [[] for _ in buckets]
+
+    def work(k: int) -> None:
+        try:
+            parts[k] = run_bucket(buckets[k])
+        except BaseException as exc:  # re-raised in the main thread
+            parts[k] = exc
+
+    threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"pvsmt-prove-{k}")
+               for k in range(len(buckets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for part in parts:
+        if isinstance(part, BaseException):
+            raise part
+    done = dict(pair for part in parts for pair in part)
     return [done[i] for i in range(len(todo))]
 
 

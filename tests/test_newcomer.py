@@ -93,3 +93,21 @@ def test_a_missing_output_directory_is_an_error_before_any_work(tmp_path, capsys
     assert code == 2 and f"--output {out}: error: no such directory" in err
 
 
+# ---- item 5: Ctrl-C cancels the work: one line, exit 130 ----------------------------------
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("argv", [
+    ["prove", "proofs", "tests/fixtures/false", "--max", "5"],  # two solver threads
+    ["diff", "pv-traps-doc", "xen"],                             # Z3 in the main thread
+])
+def test_ctrl_c_stops_at_once_with_one_line(argv):
+    p = subprocess.Popen([sys.executable, "-m", "pvsmt", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(2.5)  # well inside the solving
+    assert p.poll() is None, "finished before it could be interrupted"
+    start = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert time.monotonic() - start < 3
+    assert p.returncode == 130 and err == "pvsmt: interrupted\n", err
