@@ -353,7 +353,9 @@ void __attribute__((noreturn)) on_event(ulong id, ulong *frame)
     cs = *(ulong *)(base - 32);
 #else
     {
-        ulong lo = c->guest_mode == 1 ? 20 : 12;
+        /* from ring 1: eip cs eflags (12) [+ error code]; from ring 3 (or
+         * Xen's SYSENTER frame) + esp ss (20) [+ error code]: all distinct */
+        ulong lo = size >= 20 ? 20 : 12;
         if (size != lo && size != lo + 4)
             panic("frame-size", id, size);
         err = size == lo + 4;
