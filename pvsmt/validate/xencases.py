@@ -21,7 +21,8 @@ Console lines (numbers in hex; Xen may prefix a guest line with ``(d0) ``)::
     PVSMT C <id> X <vec> <err|-> <at> <mask> <cs>    exception through TT[vec]
     PVSMT C <id> B <callback> <at> <mask> <cs>       syscall / syscall32 / sysenter
                                                      (upcall / failsafe: an error)
-    PVSMT C <id> H <rax>                             hypercall returned <rax> (xen_version)
+    PVSMT C <id> H <rax> <ok>                        EAX changed: a hypercall returned <rax>
+                                                     (ok 1: it is xen_version's value)
     PVSMT C <id> N                                   reached the completion: nothing
     PVSMT C <id> U <what> <rc>                       the guest could not set the case up
     PVSMT PANIC <what> <a> <b>
@@ -202,8 +203,9 @@ def parse_case_line(line: str, case: XenCase) -> XenObservation:
     try:
         if kind == 'N' and not rest:
             return XenObservation(cid, 'none', rip='next')
-        if kind == 'H' and len(rest) == 1:
-            return XenObservation(cid, 'hypercall', rip='next', detail=f'rax={rest[0]}')
+        if kind == 'H' and len(rest) == 2 and rest[1] in '01':
+            ok = 'ok' if rest[1] == '1' else 'not xen_version'
+            return XenObservation(cid, 'hypercall', rip='next', detail=f'rax={rest[0]} {ok}')
         if kind == 'X' and len(rest) == 5:
             vec, err, at, mask, cs = rest
             return XenObservation(cid, 'exception', vector=int(vec, 16),

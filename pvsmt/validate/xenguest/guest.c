@@ -92,7 +92,7 @@ static const struct ovr_rec *ovrs;
 static u32 cur, in_case;
 static ulong xen_ver;
 static u8 *insn_at, *compl_at;
-static u32 compl_vec;
+static u32 compl_vec, preset_eax;
 static struct trap_info tt[257];
 
 /* ---- hypercalls through the hypercall page ---- */
@@ -216,8 +216,11 @@ static int build_stub(const struct case_rec *c, int compat, const u8 *present)
     p = emit(p, (const u8 []){0x31, 0xFF, 0x31, 0xF6, 0x31, 0xD2, 0x31, 0xC9}, 8);
     if (c->insn == I_BOUND) { *p++ = 0xBB; p = emit32(p, (u32)(ulong)bounds); }
     else p = emit(p, (const u8 []){0x31, 0xDB}, 2);      /* xor %ebx, %ebx */
-    if (c->insn == I_INTO && (c->flags & F_OF))
+    if (c->insn == I_INTO && (c->flags & F_OF)) {
         p = emit(p, (const u8 []){0xB0, 0x7F, 0x04, 0x01}, 4);  /* OF = 1 */
+        eax = (eax & ~0xffu) | 0x80;
+    }
+    preset_eax = eax;
 
     insn_at = p;
     switch (c->insn) {
@@ -365,8 +368,11 @@ void __attribute__((noreturn)) on_event(ulong id, ulong *frame)
 #endif
     put_s("PVSMT C "); put_x(c->id); put_c(' ');
     if (id < 256 && id == compl_vec && rip == (ulong)compl_at) {
-        if ((u32)saved_rax == (u32)xen_ver) { put_s("H "); put_x((u32)saved_rax); }
-        else put_s("N");
+        /* EAX changed on the way: a hypercall was made (ok: xen_version's value) */
+        if ((u32)saved_rax != preset_eax) {
+            put_s("H "); put_x((u32)saved_rax);
+            put_s((u32)saved_rax == (u32)xen_ver ? " 1" : " 0");
+        } else put_s("N");
     } else {
         if (id < 256) {
             put_s("X "); put_x(id); put_c(' ');
