@@ -18,7 +18,7 @@ import pytest
 from pvsmt.validate.xencases import (HEADER, OVERRIDE, RECORD, TABLE_MAGIC, XenCase,
                                      XenObservation, classify_rip, encode_table, guest_line,
                                      parse_case_line, validate)
-from pvsmt.validate.xenrun import Boot, available, run_xen_cases
+from pvsmt.validate.xenrun import Boot, EmulatorError, available, run_xen_cases
 
 REQUIRE = os.environ.get('PVSMT_REQUIRE_XEN') == '1'
 XEN_417 = Path(os.environ.get('PVSMT_XEN_417', '/boot/xen-4.17-amd64.gz'))
@@ -244,6 +244,14 @@ def check(plan: Plan, obs: list, info: dict, version: str) -> None:
     crashes = [o for o in obs if o.event == 'domain_crash']
     assert len(crashes) == 1 and 'crash' in crashes[0].detail
     assert info['boots'] == 2
+
+
+def test_not_a_xen(tmp_path):
+    bogus = tmp_path / 'xen'
+    bogus.write_text('not a hypervisor\n')
+    xen_or_skip(bogus)
+    with pytest.raises(EmulatorError, match='never started'):
+        run_xen_cases(bogus, 'pv64', [XenCase(1)], idle_timeout=10)
 
 
 def test_pv64_xen417():

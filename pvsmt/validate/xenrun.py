@@ -263,7 +263,8 @@ def _tail(b: Boot, n: int = 15) -> str:
 
 def _collect(batch: list[XenCase], b: Boot, info: dict) -> list[XenObservation]:
     if not b.lines or not b.lines[0].startswith('PVSMT START'):
-        raise EmulatorError(f'the guest never started ({b.status}: {b.detail}); last '
+        raise EmulatorError(f'the guest never started ({b.status}: '
+                            f'{b.detail or b.crash_detail()}); last '
                             f'console lines:\n{_tail(b)}')
     f = b.lines[0].split()
     if len(f) < 5 or f[2] != info['guest'] or int(f[3], 16) != len(batch):
