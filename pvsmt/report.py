@@ -55,7 +55,8 @@ def guest_text(g: GuestOutcome | None) -> str:
 
 
 RIP = {Rip.INSN: "%rip at the instruction", Rip.OPCODE: "%rip at the opcode, past the prefixes (rewound by 2)",
-       Rip.NEXT: "%rip after the instruction", Rip.ZERO: "frame rip=0", Rip.TARGET: "%rip at the gate's target"}
+       Rip.NEXT: "%rip after the instruction", Rip.ZERO: "frame rip=0", Rip.TARGET: "%rip at the gate's target",
+       Rip.PLUS2: "%rip at the instruction's start + 2 (inside it when prefixed)"}
 MASK = {MaskFlag.TT_IF: "masked per the TT entry's IF flag", MaskFlag.SYSCALL: "masked per the syscall flag",
         MaskFlag.SYSCALL32: "masked per the syscall32 flag", MaskFlag.SYSENTER: "masked per the sysenter flag"}
 

@@ -187,6 +187,17 @@ class Rip(Label):
     NEXT = 3    # after the instruction (a trap, a hypercall's return, SYSCALL's %rcx)
     ZERO = 4    # 0: SYSENTER's stripped frame (rip=0, cs=3)
     TARGET = 5  # the target of an emulated call gate
+    PLUS2 = 6   # the instruction's start + 2, whatever its length: inside a prefixed INT $N
+
+
+class SwintEmul(Label):
+    """How Xen's #GP handler resumes a permitted INT $N it emulates (IDT delivery).
+
+    Named after the Xen change that tells the releases apart (reference 9.1).
+    """
+
+    PLUS2 = 0    # `regs->rip += 2` whatever the prefixes (before commit a934a600c4)
+    DECODED = 1  # pv_emulate_sw_interrupt decodes the instruction; REX gives #GP (a934a600c4)
 
 
 class MaskFlag(Label):
@@ -315,6 +326,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("delivery", enum(Delivery), "event delivery: idt, or fred (CR4.FRED set)", system=True),
     Knob("abi", enum(Abi), "the account of Xen's behaviour: code (Xen's source) or doc (pv-traps.rst)",
          system=True, guest_layer=True),
+    Knob("swint_emul", enum(SwintEmul),
+         "Xen's emulation of a permitted INT $N: plus2 (rip += 2, before commit a934a600c4) "
+         "or decoded (the instruction's length; REX-prefixed: #GP)", system=True, guest_layer=True),
     Knob("efer.sce", BOOL, "EFER.SCE: SYSCALL enabled", system=True),
     Knob("sysenter_cs", enum(SysenterCS), "MSR_SYSENTER_CS null or not", system=True),
     Knob("gate_audit", BOOL,

@@ -96,7 +96,7 @@ def test_json_counterexamples_are_explained(reports):
 def test_json_proofs_name_their_facts(reports):
     doc = json.loads(reports[("proofs", "json", 1)])
     facts = [f["name"] for c in doc["checks"] for f in c["relies_on"]["facts"]]
-    assert "xen.spec:42" in facts  # set efer.sce = 1
+    assert "xen.spec:45" in facts  # set efer.sce = 1
 
 
 def test_email_fits_72_columns_and_carries_the_path(reports):

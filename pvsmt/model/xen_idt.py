@@ -9,7 +9,7 @@ and symbol.
 from __future__ import annotations
 
 from ..vocab import (BP, BR, DB, DF, GP, NONE, NP, OF, PF, UD, Callback, Entry, Guest, GuestEvent,
-                     GuestMode, HwEvent, Insn, Kind, MaskFlag, Msr, Prefix, Rip, Source)
+                     GuestMode, HwEvent, Insn, Kind, MaskFlag, Msr, Prefix, Rip, Source, SwintEmul)
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
 
@@ -63,6 +63,10 @@ VDPL_DENY = R("xen.vdpl.deny", "TT[{vector:#04x}] vDPL {dpl} does not permit gue
               "public/arch-x86/xen.h L117-137")
 VDPL_ALLOW = R("xen.vdpl.allow", "TT[{vector:#04x}] vDPL {dpl} permits guest {mode} mode: "
                "pv_emulate_sw_interrupt", "Xen include/asm/regs.h L18-19 (permit_softint); traps.c L1441-1452")
+EMUL_PLUS2 = R("xen.swint.plus2", "do_general_protection (before commit a934a600c4): `regs->rip += 2`, "
+                "then SW_INT {vector:#04x} is injected, whatever the instruction and its prefixes",
+                "Xen RELEASE-4.17.0 traps.c L1703-1713, RELEASE-4.20.0 traps.c L1293-1303 "
+                "(do_general_protection); reference 9.1")
 EMUL_NOT_CD = R("xen.emul_swint.not_cd", "pv_emulate_sw_interrupt: the instruction is not CD ib "
                 "({insn}): the original #GP({ec:#x}) is re-injected",
                 "Xen pv/emul-priv-op.c L1412-1458 (pv_emulate_sw_interrupt)")
@@ -296,18 +300,29 @@ def soft_int(s: State, vector, ec, rewound: bool = False) -> GuestOutcome:
 
 
 def emulate_int(s: State, vector, ec, rewound: bool = False) -> GuestOutcome:
-    """pv_emulate_sw_interrupt: decode CD ib at %rip, then inject SW_INT N.
+    """Inject SW_INT N for a permitted INT $N, as the spec's release does it.
 
-    After int80_slow_path's `rip -= 2` the decoder starts at the CD byte, so it
-    never sees a prefix.
+    Before a934a600c4 Xen adds 2 to %rip whatever the instruction; after it,
+    pv_emulate_sw_interrupt decodes CD ib at %rip.  After int80_slow_path's
+    `rip -= 2`, %rip is at the CD byte, so neither sees a prefix.
     """
     o = s.ops
     gp = lambda: inject(s, GP, ec, Source.HW_EXC, Kind.FAULT, fault_rip(s, rewound))  # noqa: E731
     return o.decide(
+        case(s.swint_emul == SwintEmul.PLUS2, EMUL_PLUS2,
+             lambda: inject(s, vector, NONE, Source.SW_INT, Kind.TRAP, plus2_rip(s, rewound)), vector=vector),
         case(s.insn != Insn.INT_N, EMUL_NOT_CD, gp, insn=s.insn, ec=ec),
         case(o.all(not rewound, s.prefix == Prefix.REX), EMUL_REX, gp, ec=ec),
         case(True, EMUL_OK, lambda: inject(s, vector, NONE, Source.SW_INT, Kind.TRAP), vector=vector),
     )
+
+
+def plus2_rip(s: State, rewound: bool):
+    """Where `regs->rip += 2` leaves %rip: after an unprefixed CD ib (or int80_slow_path's rewound
+    one), else 2 bytes past the start of whatever faulted."""
+    if rewound:
+        return Rip.NEXT
+    return s.ops.ite(s.ops.all(s.insn == Insn.INT_N, s.prefix == Prefix.NONE), Rip.NEXT, Rip.PLUS2)
 
 
 def gate_op(s: State, ec) -> GuestOutcome:
