@@ -14,6 +14,7 @@ from .roles import Role, key_of
 from .lang.expr import Outcome, TableRef, Var, leaves
 from .report import (versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json, relevant, shown_path,
                      trace_json, who_text, json_value)
+from .provenance import path_facts
 from .spec import Fact
 from .vocab import GUEST_FIELDS, TABLE, Domain, Kind, domain_of
 
@@ -25,8 +26,10 @@ ROLE_ANY, ROLE_ONLY, ROLE_VALUES, ROLE_DETERMINED = "any", "only", "values", "de
 
 
 def prove_document(results, limits, exit_code: int, seconds: float | None = None,
-                   unused: dict[str, list[Fact]] | None = None) -> dict:
-    """The whole run.  `seconds` (total and per check) only when timings were asked for."""
+                   unused: dict[str, list[Fact]] | None = None, overrides: dict | None = None) -> dict:
+    """The whole run.  `seconds` (total and per check) only when timings were asked for;
+    `overrides`, the --set settings (a what-if), in the header and on every path."""
+    overrides = overrides or {}
     counts: dict[str, int] = {}
     for r in results:
         counts[r.verdict.label] = counts.get(r.verdict.label, 0) + 1
@@ -36,9 +39,10 @@ def prove_document(results, limits, exit_code: int, seconds: float | None = None
         "command": "prove",
         "limits": {"rlimit": limits.rlimit, "timeout_s": limits.timeout_ms / 1000, "seed": limits.seed,
                    "max_counterexamples": limits.max_counterexamples},
+        "overrides": settings_text(overrides),
         "summary": {"checks": len(results), **counts},
         "exit_code": exit_code,
-        "checks": [check_document(r, timed=seconds is not None) for r in results],
+        "checks": [check_document(r, timed=seconds is not None, overrides=overrides) for r in results],
     }
     if unused is not None:
         doc["unused_facts"] = {name: [fact_document(f) for f in facts] for name, facts in unused.items()}
@@ -47,7 +51,12 @@ def prove_document(results, limits, exit_code: int, seconds: float | None = None
     return doc
 
 
-def check_document(r, timed: bool = False) -> dict:
+def settings_text(overrides: dict) -> list[str]:
+    """`--set` settings as written back: `idt.0x04.dpl=0`."""
+    return [f"{name}={domain_of(name).format(value)}" for name, value in overrides.items()]
+
+
+def check_document(r, timed: bool = False, overrides: dict | None = None) -> dict:
     inv = r.invariant
     out = {
         "invariant": inv.name,
@@ -66,7 +75,8 @@ def check_document(r, timed: bool = False) -> dict:
             "uncertain_facts": [fact_document(f) for f in r.uncertain_facts],
         },
         "unreachable": list(r.unreachable),
-        "counterexamples": [counterexample_document(c, inv, r.spec) for c in r.counterexamples],
+        "counterexamples": [counterexample_document(c, inv, r.spec, overrides or {}) for c in r.counterexamples],
+        "overrides": settings_text(overrides or {}),
     }
     if timed:
         out["seconds"] = round(r.seconds, 3)
@@ -74,6 +84,10 @@ def check_document(r, timed: bool = False) -> dict:
 
 
 def fact_document(f: Fact) -> dict:
+    if f.where is None:  # a --set: a what-if, not the spec's
+        name = f.statement or f"--set {f.name}={domain_of(f.name).format(f.values[0])}"
+        return {"name": name, "statement": "what-if: overrides the spec", "file": None, "line": None,
+                "cites": [], "uncertain": None}
     return {"name": f.ref, "statement": f.statement, "file": shown_path(f.where.path) if f.where else None,
             "line": f.where.line if f.where else None, "cites": list(f.cite), "uncertain": f.uncertain or None}
 
@@ -82,8 +96,11 @@ def rule_document(rule) -> dict:
     return {"rule": rule.name, "says": rule.says, "source": rule.cite, "uncertain": rule.uncertain or None}
 
 
-def counterexample_document(cex, inv, spec) -> dict:
+def counterexample_document(cex, inv, spec, overrides: dict | None = None) -> dict:
     ev, config = cex.evaluation, cex.config
+    facts = cex.facts
+    if overrides:  # the path's facts with each --set in place of the spec facts it overrides
+        facts = path_facts(spec, config, list(dict.fromkeys([*ev.reads, *cex.inv_reads])), overrides)
     guests = ev.guest is not None
     guest = None
     if guests:
@@ -98,19 +115,21 @@ def counterexample_document(cex, inv, spec) -> dict:
         "situation": who_text(config, guests),
         "instruction": insn_text(config),
         "changed": [label(key_of(n, vector)) for n in cex.changed],
-        "knobs": [knob_document(config, n, roles, vector, cex.changed, cex.defaults) for n in names],
+        "knobs": [knob_document(config, n, roles, vector, cex.changed, cex.defaults, overrides or {})
+                  for n in names],
         "hardware": hardware_json(ev.hw),
         "hardware_text": hw_text(ev.hw),
         "guest": guest,
         "guest_text": guest_detail(ev.guest) if guests else None,
         "failing": failing_document(cex, inv),
         "path": trace_json(ev),
-        "facts": [fact_document(f) for f in cex.facts],
+        "facts": [fact_document(f) for f in facts],
         "uncertain": [s.rule.uncertain for s in ev.trace if s.rule.uncertain],
     }
 
 
-def knob_document(config, name: str, roles: dict[str, Role], vector, changed, defaults: dict) -> dict:
+def knob_document(config, name: str, roles: dict[str, Role], vector, changed, defaults: dict,
+                  overrides: dict | None = None) -> dict:
     """One name of a counterexample: its value and whether the violation needs it."""
     key = key_of(name, vector)
     role = roles.get(key)
@@ -120,7 +139,9 @@ def knob_document(config, name: str, roles: dict[str, Role], vector, changed, de
            "value_text": domain.format(value), "changed": name in changed,
            "default": json_value(domain, defaults[name]) if name in defaults else None,
            "default_text": domain.format(defaults[name]) if name in defaults else None}
-    if role is None:
+    if role is None and name in (overrides or {}):
+        out.update(role="spec", violating=None, violating_text="set by --set (what-if)")
+    elif role is None:
         out.update(role="spec", violating=None, violating_text="set by the spec")
     elif role.violating is None:
         kind = ROLE_DETERMINED if role.determined else ROLE_ANY

@@ -27,6 +27,15 @@ def header(doc: dict) -> str:
             f"seed {doc['limits']['seed']}")
 
 
+def whatif(doc: dict) -> list[str]:
+    """The header line of a what-if run: every --set, said to override the specs."""
+    sets = doc.get("overrides") or []
+    if not sets:
+        return []
+    return ["what-if: " + " ".join(f"--set {s}" for s in sets) + " (overrides the specs' facts: these results "
+            "are not those of the specs as written)"]
+
+
 def summary(doc: dict) -> str:
     s = doc["summary"]
     parts = [f"{n} {label}" for label, n in s.items() if label != "checks"]
@@ -40,7 +49,9 @@ def needs_a_look(check: dict) -> bool:
 
 
 def title(check: dict) -> str:
-    return f"{check['file']}:{check['line']}: {check['invariant']} [{check['spec']}]: {check['verdict']}"
+    sets = check.get("overrides") or []
+    what = " (what-if: " + " ".join(f"--set {s}" for s in sets) + ")" if sets else ""
+    return f"{check['file']}:{check['line']}: {check['invariant']} [{check['spec']}{what}]: {check['verdict']}"
 
 
 def facts_short(facts: list[dict]) -> str:
@@ -120,7 +131,7 @@ def render_text(doc: dict, verbose: bool = False) -> str:
             + (note(c),) for c in doc["checks"]]
     heads = ("invariant", "spec", "verdict") + (("time",) if doc["checks"] and "seconds" in doc["checks"][0] else ()) \
         + ("counterexample / note",)
-    out = [header(doc), "", tabulate(rows, headers=heads)]
+    out = [header(doc), *whatif(doc), "", tabulate(rows, headers=heads)]
     for check in doc["checks"]:
         if needs_a_look(check) or verbose:
             out += [""] + check_text(check, verbose)
@@ -185,7 +196,7 @@ def wrap(text: str, indent: str = "", hanging: str | None = None) -> list[str]:
 
 
 def render_email(doc: dict, verbose: bool = False) -> str:
-    out = wrap(header(doc)) + wrap(summary(doc)) + [""]
+    out = wrap(header(doc)) + [w for line in whatif(doc) for w in wrap(line)] + wrap(summary(doc)) + [""]
     for check in doc["checks"]:
         out += wrap(f"{check['verdict']:<8} {check['invariant']} [{check['spec']}]", "", " " * 9)
     for check in doc["checks"]:
@@ -244,6 +255,7 @@ def _md(text: str) -> str:
 
 def render_markdown(doc: dict, verbose: bool = False) -> str:
     out = [f"## pvsmt prove: {summary(doc)}", "", f"_{header(doc)}_", ""]
+    out += [f"**{line}**" for line in whatif(doc)] + ([""] if whatif(doc) else [])
     rows = [(f"`{c['invariant']}`", c["spec"], f"**{c['verdict']}**" if c["verdict"] != "proved" else "proved",
              _md(note(c))) for c in doc["checks"]]
     out += [tabulate(rows, headers=("invariant", "spec", "verdict", "counterexample / note"), tablefmt="github"), ""]
@@ -258,7 +270,8 @@ def render_markdown(doc: dict, verbose: bool = False) -> str:
 
 
 def check_markdown(check: dict, verbose: bool) -> list[str]:
-    out = [f"### `{check['invariant']}` [{check['spec']}]: {check['verdict']}", "",
+    sets = " ".join(f"`--set {s}`" for s in check.get("overrides") or [])
+    out = [f"### `{check['invariant']}` [{check['spec']}{' what-if ' + sets if sets else ''}]: {check['verdict']}", "",
            f"{check['file']}:{check['line']}", ""]
     if check["description"]:
         out += [f"> {check['description']}", ""]
@@ -296,6 +309,8 @@ def render_junit(doc: dict, verbose: bool = False, extra: tuple = ()) -> str:
             props = Properties()
             for key in ("pvsmt", "z3", "schema"):
                 props.add_property(Property(key, str(doc[key])))
+            if doc.get("overrides"):
+                props.add_property(Property("what-if", " ".join(f"--set {s}" for s in doc["overrides"])))
             suite.append(props)
             suites[check["spec"]] = suite
         case = TestCase(check["invariant"], f"pvsmt.{check['spec']}")

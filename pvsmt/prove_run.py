@@ -32,7 +32,7 @@ def run(args, overrides: dict[str, object]) -> int:
     code = exit_code(r.verdict for r in results)
     unused = unused_facts(results) if args.unused_facts else None
     seconds = time.perf_counter() - start if args.timings else None
-    doc = prove_document(results, limits, code, seconds, unused)
+    doc = prove_document(results, limits, code, seconds, unused, overrides)
     emit(render(doc, args.format, args.verbose), args.output,
          f"{summary(doc)}; {args.format} report written to {args.output}")
     return code

@@ -17,7 +17,8 @@ import z3
 from .concrete import Config, ConcreteEnv
 from .encode import UNTRACKED, Encoding, Env
 from .lang.parse import Invariant
-from .spec import Fact, Spec
+from .spec import Fact, Spec, is_system
+from .vocab import domain_of
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,26 @@ def _order(fact: Fact) -> tuple:
     return (fact.where.path, fact.where.line) if fact.where is not None else ("", 0)
 
 
-def path_facts(spec: Spec, config: Config, reads) -> tuple[Fact, ...]:
-    """The declarations that gave a value to a name the path read (their `when` holding)."""
+def path_facts(spec: Spec, config: Config, reads, overrides: dict | None = None) -> tuple[Fact, ...]:
+    """The declarations that gave a value to a name the path read (their `when` holding).
+    A --set of a system fact replaces the spec's facts for that name: it is listed as a
+    fact of its own (`--set idt.0x04.dpl=0`), after the spec's."""
     env = ConcreteEnv(config)
     out: dict[str, Fact] = {}
+    overrides = overrides or {}
+    set_facts = [override_fact(n, overrides[n]) for n in dict.fromkeys(reads) if n in overrides]
     for name in reads:
+        if name in overrides and is_system(name):
+            continue
         for fact in spec.facts.get(name, ()):
             if fact.where is not None and (fact.when is None or fact.when.eval(env)):
                 out.setdefault(fact.ref, fact)
-    return tuple(sorted(out.values(), key=_order))
+    return tuple(sorted(out.values(), key=_order)) + tuple(set_facts)
+
+
+def override_fact(name: str, value) -> Fact:
+    """A --set NAME=VALUE as a fact of its own (no file: its ref is `--set`)."""
+    return Fact(name, (value,), where=None, statement=f"--set {name}={domain_of(name).format(value)}")
 
 
 def unused(spec: Spec, used_refs: set[str]) -> list[Fact]:

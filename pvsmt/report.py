@@ -10,6 +10,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .concrete import Config, Evaluation
+from .spec import is_system
 from .model.outcome import GuestOutcome, HwOutcome, open_fields
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
                     Kind, Label, MaskFlag, Msr, Prefix, Rip, Source, Vendor, domain_of)
@@ -140,6 +141,8 @@ def config_lines(config: Config, names, source: dict[str, str] | None = None) ->
     for name in names:
         head, *rest = name.split(".")
         mark = " (default)" if source and source.get(name) == "default" else ""
+        if source and source.get(name) == "set" and is_system(name):
+            mark = " (--set: overrides the spec)"
         if head in TABLE and len(rest) == 2:
             tables.setdefault((head, rest[0]), []).append(f"{rest[1]}={value_text(name, config.get(name))}{mark}")
         else:
@@ -294,6 +297,7 @@ def explain_json(spec, resolved, ev: Evaluation) -> dict:
     return {
         **versions(),
         "spec": spec.name,
+        "overrides": overrides_text(resolved),
         "config": {n: json_value(domain_of(n), resolved.config.get(n)) for n in names},
         "defaulted": [n for n in names if resolved.source.get(n) == "default"],
         "hardware": hardware_json(ev.hw),
@@ -301,6 +305,12 @@ def explain_json(spec, resolved, ev: Evaluation) -> dict:
         "trace": trace_json(ev),
         "uncertain": [s.rule.uncertain for s in ev.trace if s.rule.uncertain],
     }
+
+
+def overrides_text(resolved) -> list[str]:
+    """The --set settings that override spec facts (a what-if): `idt.0x21.dpl=3`."""
+    return [f"{n}={value_text(n, resolved.config.get(n))}" for n, s in resolved.source.items()
+            if s == "set" and is_system(n)]
 
 
 def explain_text(spec, resolved, ev: Evaluation, verbose: bool = False) -> str:
@@ -312,6 +322,9 @@ def explain_text(spec, resolved, ev: Evaluation, verbose: bool = False) -> str:
     lines = [f"spec: {spec.name} ({shown_path(spec.path)}): {spec.title}; {version_line()}", "configuration:",
              f"  {who_text(resolved.config, guests)}", f"  executes {insn_text(resolved.config)}"]
     lines += [f"  {label:<{width}}  {text}" for label, text in rows]
+    sets = overrides_text(resolved)
+    if sets:
+        lines.insert(1, "what-if: " + " ".join(f"--set {s}" for s in sets) + f" (overrides spec {spec.name}'s facts)")
     lines += ["outcome:", f"  hardware: {hw_text(ev.hw)}"]
     if guests:
         lines.append(f"  guest:    {guest_detail(ev.guest)}")

@@ -111,3 +111,52 @@ def test_ctrl_c_stops_at_once_with_one_line(argv):
     _, err = p.communicate(timeout=30)
     assert time.monotonic() - start < 3
     assert p.returncode == 130 and err == "pvsmt: interrupted\n", err
+
+
+# ---- item 2: a what-if says so, in every format ---------------------------------------------
+
+WHAT_IF = ["--set", "idt.3.dpl=0", "--set", "idt.4.dpl=0"]
+
+
+@pytest.fixture(scope="module")
+def what_if_reports(tmp_path_factory):
+    out = {}
+    tmp = tmp_path_factory.mktemp("whatif")
+    for fmt in ("text", "email", "markdown", "json", "junit"):
+        path = tmp / f"report.{fmt}"
+        code = main(["prove", str(ROOT / "proofs" / "pv-n.inv"), *WHAT_IF, "--format", fmt, "-o", str(path)])
+        out[fmt] = (code, path.read_text())
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["text", "email", "markdown", "json", "junit"])
+def test_every_format_states_the_overrides(what_if_reports, fmt):
+    code, text = what_if_reports[fmt]
+    assert code == 1  # vectors 3 and 4 at DPL0 under CONFIG_PV=y: refuted
+    assert "--set idt.0x03.dpl=0" in text.replace("\n", " ") or "idt.0x03.dpl=0" in text
+    assert "what-if" in text
+    assert "idt 0x04 dpl=3" not in text and "idt 0x03 dpl=3" not in text  # the overridden spec facts
+
+
+def test_json_lists_each_override_as_a_fact_on_the_path(what_if_reports):
+    doc = json.loads(what_if_reports["json"][1])
+    assert doc["overrides"] == ["idt.0x03.dpl=0", "idt.0x04.dpl=0"]
+    refuted = [c for c in doc["checks"] if c["verdict"] == "refuted"]
+    assert refuted and all(c["overrides"] == doc["overrides"] for c in doc["checks"])
+    for check in refuted:
+        for cex in check["counterexamples"]:
+            names = [f["name"] for f in cex["facts"]]
+            assert any(n.startswith("--set idt.0x0") for n in names), names
+            for k in cex["knobs"]:
+                if k["name"] in ("idt.0x03.dpl", "idt.0x04.dpl"):
+                    assert k["violating_text"] != "set by the spec"
+
+
+def test_explain_states_the_override(capsys):
+    code, out, _ = run(capsys, "explain", "--spec", "xen", "--set", "insn=int_n", "--set", "vector=0x21",
+                       "--set", "idt.0x21.dpl=3")
+    assert code == 0 and out.splitlines()[1].startswith("what-if: --set idt.0x21.dpl=3")
+    assert "dpl=3 (--set: overrides the spec)" in out
+    code, out, _ = run(capsys, "explain", "--spec", "xen", "--set", "insn=int_n", "--set", "vector=0x21",
+                       "--set", "idt.0x21.dpl=3", "--json")
+    assert json.loads(out)["overrides"] == ["idt.0x21.dpl=3"]
