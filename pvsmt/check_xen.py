@@ -68,7 +68,7 @@ def report(args, result, source, against, todo, doc, diff, level, code, start) -
         return render_junit(doc, args.verbose, extra)
     parts = [f"pvsmt check-xen {ex.shown(args.tree)} ({result.layout} layout; {source}) against spec "
              f"{against.name}\n\n",
-             f"== invariants written for spec {against.name}, checked against the tree ({len(todo)} checks)\n",
+             f"== invariants written for spec {against.name}, checked against the tree ({len(todo)} check{'' if len(todo) == 1 else 's'})\n",
              render(doc, "text", args.verbose) if todo else "no invariant names this spec\n",
              f"\n== the tree against spec {against.name} ({level} level)\n", diff_words + "\n"]
     tail = f" in {time.perf_counter() - start:.1f}s" if args.timings else ""

@@ -57,6 +57,14 @@ Spec facts, overridable for what-if questions:
 """
 
 
+EXPLAIN_EXIT_CODES = """\
+exit status:
+  0  the configuration was evaluated (whatever happens in it)
+  2  bad input or usage (file:line: error: message): an unknown name or value, settings
+     that contradict each other or the spec, or an internal error
+"""
+
+
 DIFF_HELP = """\
 Compute every configuration whose outcome differs between two specs, as a few
 classes.  Each class prints as a `difference NAME { when CONDITION }` block with
@@ -174,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wall-clock limit per query, a safety net behind --rlimit (default 60; 0: none)")
 
     explain = sub.add_parser("explain", help="evaluate one concrete configuration", description=EXPLAIN_HELP,
-                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                             epilog=EXPLAIN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     explain.add_argument("--spec", required=True, metavar="FILE|NAME",
                          help="the system: a .spec file, or NAME (specs/NAME.spec here, else the shipped spec NAME)")
     explain.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",

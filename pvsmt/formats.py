@@ -40,7 +40,16 @@ def summary(doc: dict) -> str:
     s = doc["summary"]
     parts = [f"{n} {label}" for label, n in s.items() if label != "checks"]
     tail = f" in {doc['seconds']:.2f}s" if "seconds" in doc else ""
-    return f"{s['checks']} checks: {', '.join(parts) or 'none'}{tail}"
+    return f"{s['checks']} check{'' if s['checks'] == 1 else 's'}: {', '.join(parts) or 'none'}{tail}"
+
+
+SEVERITY = {"error": 0, "refuted": 1, "unknown": 2, "vacuous": 3, "proved": 4}
+
+
+def by_severity(checks: list[dict]) -> list[dict]:
+    """Checks in the order to read them: errors, refutations, unknown, vacuous, then proofs
+    (those relying on UNCERTAIN facts among them); file order within each."""
+    return sorted(checks, key=lambda c: SEVERITY.get(c["verdict"], 0))
 
 
 def needs_a_look(check: dict) -> bool:
@@ -132,7 +141,7 @@ def render_text(doc: dict, verbose: bool = False) -> str:
     heads = ("invariant", "spec", "verdict") + (("time",) if doc["checks"] and "seconds" in doc["checks"][0] else ()) \
         + ("counterexample / note",)
     out = [header(doc), *whatif(doc), "", tabulate(rows, headers=heads)]
-    for check in doc["checks"]:
+    for check in by_severity(doc["checks"]):
         if needs_a_look(check) or verbose:
             out += [""] + check_text(check, verbose)
     out += _unused_text(doc)
@@ -197,9 +206,9 @@ def wrap(text: str, indent: str = "", hanging: str | None = None) -> list[str]:
 
 def render_email(doc: dict, verbose: bool = False) -> str:
     out = wrap(header(doc)) + [w for line in whatif(doc) for w in wrap(line)] + wrap(summary(doc)) + [""]
-    for check in doc["checks"]:
+    for check in by_severity(doc["checks"]):
         out += wrap(f"{check['verdict']:<8} {check['invariant']} [{check['spec']}]", "", " " * 9)
-    for check in doc["checks"]:
+    for check in by_severity(doc["checks"]):
         if needs_a_look(check) or verbose:
             out += [""] + check_email(check, verbose)
     unused = _unused_text(doc)
@@ -259,7 +268,7 @@ def render_markdown(doc: dict, verbose: bool = False) -> str:
     rows = [(f"`{c['invariant']}`", c["spec"], f"**{c['verdict']}**" if c["verdict"] != "proved" else "proved",
              _md(note(c))) for c in doc["checks"]]
     out += [tabulate(rows, headers=("invariant", "spec", "verdict", "counterexample / note"), tablefmt="github"), ""]
-    for check in doc["checks"]:
+    for check in by_severity(doc["checks"]):
         if needs_a_look(check) or verbose:
             out += check_markdown(check, verbose)
     if "unused_facts" in doc:

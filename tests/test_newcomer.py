@@ -160,3 +160,47 @@ def test_explain_states_the_override(capsys):
     code, out, _ = run(capsys, "explain", "--spec", "xen", "--set", "insn=int_n", "--set", "vector=0x21",
                        "--set", "idt.0x21.dpl=3", "--json")
     assert json.loads(out)["overrides"] == ["idt.0x21.dpl=3"]
+
+
+# ---- item 6: readable by default -------------------------------------------------------------
+
+def test_one_check_is_not_checks(tmp_path, capsys):
+    f = tmp_path / "one.inv"
+    f.write_text('invariant x {\n  specs xen\n  cite "t"\n  assume insn == int3\n  prove hw.event != syscall\n}\n')
+    code, out, _ = run(capsys, "prove", str(f))
+    assert code == 0 and out.rstrip().splitlines()[-1] == "1 check: 1 proved"
+
+
+def test_refutations_come_first(capsys):
+    code, out, _ = run(capsys, "prove", str(ROOT / "proofs" / "pv-n.inv"), "--set", "idt.4.dpl=0",
+                       "--format", "email")
+    verdicts = [line.split()[0] for line in out.split("\n\n")[1].splitlines()]
+    assert verdicts and verdicts[0] == "refuted" and verdicts == sorted(
+        verdicts, key=["error", "refuted", "unknown", "vacuous", "proved"].index)
+
+
+def test_explain_help_shows_explains_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    out = capsys.readouterr().out
+    assert "the configuration was evaluated" in out and "some invariant refuted" not in out
+
+
+def test_a_single_equals_sign_suggests_double(tmp_path, capsys):
+    f = tmp_path / "bad.inv"
+    f.write_text('invariant x {\n  specs xen\n  cite "t"\n  assume insn = int3\n  prove hw.event == idt\n}\n')
+    code, _, err = run(capsys, "prove", str(f))
+    assert code == 2 and "did you mean '=='?" in err
+
+
+def test_syntax_errors_say_what_was_expected_in_words(tmp_path, capsys):
+    f = tmp_path / "bad.inv"
+    f.write_text('invariant x {\n  specs xen\n  cite "t"\n  assume insn ==\n  prove hw.event == idt\n}\n')
+    code, _, err = run(capsys, "prove", str(f))
+    assert code == 2 and "expected an operator" in err and err.count("'") < 20, err
+
+
+def test_check_xen_proofs_does_not_swallow_the_tree(capsys):
+    from pvsmt.cli import build_parser
+    args = build_parser().parse_args(["check-xen", "--proofs", "proofs/", "TREE"])
+    assert args.proofs == ["proofs/"] and str(args.tree) == "TREE"

@@ -38,6 +38,10 @@ _INV_ONLY = {"invariant", "description", "specs", "assume", "prove", "expect", "
 
 
 def _expected(names, start: str = "") -> str:
+    return ", ".join(_expected_list(names, start))
+
+
+def _expected_list(names, start: str = "") -> list[str]:
     shown = []
     drop = {"start_inv": _SPEC_ONLY, "start_spec": _INV_ONLY, "start_expect": _SPEC_ONLY | _INV_ONLY}.get(start, set())
     for n in sorted(names):
@@ -51,7 +55,35 @@ def _expected(names, start: str = "") -> str:
             continue
         if word not in drop:
             shown.append(repr(word))
-    return ", ".join(dict.fromkeys(shown))
+    return list(dict.fromkeys(shown))
+
+
+_OPERATORS = ["'and'", "'or'", "'=>'", "a comparison", "'in'", "'not'", "'+' or '-'", "'*', '<<' or '%'", "'..'", "'.'"]
+_CLAUSES = ["'assume'", "'prove'", "'cite'", "'description'", "'specs'", "'expect'", "'witness'", "'when'",
+            "'set'", "'default'", "'idt'", "'tt'", "'idt' or 'tt'", "'extends'", "'delivery'", "'uncertain'"]
+_CLOSERS = ["')'", "']'", "'}'"]
+
+
+def _expected_words(names, start: str = "") -> str:
+    """What the parser would have accepted, in words: a short list as is; a long one
+    grouped (an operator, a closing bracket, the next clause) with a few examples."""
+    shown = _expected_list(names, start) if names else []
+    if len(shown) <= 6:
+        return ", ".join(shown)
+    ops = [s for s in shown if s in _OPERATORS]
+    closers = [s for s in shown if s in _CLOSERS]
+    clauses = [s for s in shown if s in _CLAUSES]
+    rest = [s for s in shown if s not in ops + closers + clauses and s != "'('"]
+    parts = []
+    if ops:
+        parts.append("an operator (and, or, ==, =>, ...)" if len(ops) > 2 else " or ".join(ops))
+    if closers:
+        parts.append("a closing " + " or ".join(closers))
+    if clauses:
+        words = [c.strip("'") for c in clauses if " or " not in c]
+        parts.append("the next clause (" + ", ".join(words[:4]) + (", ..." if len(words) > 4 else "") + ")")
+    parts += rest
+    return ", ".join(parts[:-1]) + (", or " if len(parts) > 1 else "") + parts[-1] if parts else ", ".join(shown)
 
 
 def parse_text(text: str, path: str, start: str) -> Tree:
@@ -61,8 +93,11 @@ def parse_text(text: str, path: str, start: str) -> Tree:
         where = Location(path, exc.line if exc.line > 0 else 0, exc.column if exc.column > 0 else 0)
         if isinstance(exc, UnexpectedToken):
             if exc.token.type == "$END":
-                raise InputError(where, f"unexpected end of file; expected {_expected(exc.expected, start)}") from None
-            raise InputError(where, f"unexpected '{exc.token}'; expected {_expected(exc.expected, start)}") from None
+                raise InputError(where, f"unexpected end of file; expected {_expected_words(exc.expected, start)}") from None
+            if str(exc.token) == "=":
+                raise InputError(where, "unexpected '='; did you mean '=='? (a comparison is written ==, !=, <, <=, "
+                                        ">, >=)") from None
+            raise InputError(where, f"unexpected '{exc.token}'; expected {_expected_words(exc.expected, start)}") from None
         if isinstance(exc, UnexpectedCharacters):
             raise InputError(where, f"unexpected character {text[exc.pos_in_stream]!r}") from None
         if isinstance(exc, UnexpectedEOF):
@@ -240,6 +275,9 @@ class SpecBuilder(Builder):
             raise InputError(self.at(node), "'extends' must be the first statement of a spec")
         parent_name = str(node.children[0])
         parent_path = self.file.parent / f"{parent_name}.spec"
+        if not parent_path.exists():
+            from ..shipped import spec as shipped_spec  # a copy of xen.spec elsewhere still finds its defaults
+            parent_path = shipped_spec(parent_name) or parent_path
         if not parent_path.exists():
             from .. import shipped
             parent_path = shipped.spec(parent_name)
