@@ -18,6 +18,7 @@ import z3
 from .concrete import Config
 from .encode import Encoding, _is_py, _z3
 from .roles import Role, key_domain, key_of
+from .smt import GaveUp, Sat, Unknown, Unsat, check, holds, possible
 
 #: Beyond this many values a name's violating set is not enumerated value by value:
 #: it is the widest interval around the counterexample's value that still violates.
@@ -32,6 +33,7 @@ class Explainer:
         self.solver = solver
         self.violated = violated
         self.base = tuple(base)  # the assumptions every query makes (uncertain rules' switches)
+        self.unknown: list[str] = []  # the names whose role a query left unknown (reset by roles())
 
     def term(self, key: str):
         if key.startswith("tt[vector]."):
@@ -53,11 +55,15 @@ class Explainer:
     def pin(self, key: str, value):
         return self.term(key) == _z3(value, self.enc.ctx)
 
-    def roles(self, config: Config, names) -> tuple[Role, ...]:
+    def roles(self, config: Config, names) -> tuple[tuple[Role, ...], list[str]]:
+        """Each name's role, and the names for which the solver gave up (their roles are then
+        marked inexact, never read as "any" or as an exact set)."""
+        self.unknown = []
         keys = self.keys(config, names)
         values = {k: self._value(config, k) for k in keys}
         pins = {k: self.pin(k, values[k]) for k in keys}
-        return tuple(self._role(k, values[k], [p for j, p in pins.items() if j != k]) for k in keys)
+        roles = tuple(self._role(k, values[k], [p for j, p in pins.items() if j != k]) for k in keys)
+        return roles, list(dict.fromkeys(self.unknown))
 
     @staticmethod
     def _value(config: Config, key: str):
@@ -66,27 +72,31 @@ class Explainer:
         return config.get(key)
 
     def _check(self, *conds):
-        return self.solver.check(*self.base, *conds)
+        return check(self.solver, *self.base, *conds)
 
     def _role(self, key: str, value, others: list) -> Role:
         domain = key_domain(key)
         term = self.term(key)
         answer = self._check(*others, z3.Not(self.violated))
-        if answer == z3.unsat:
-            alone = self._check(*others, z3.Not(self.pin(key, value))) == z3.unsat
-            return Role(key, value, domain, determined=alone)
-        if answer == z3.unknown:
+        if isinstance(answer, Unsat):
+            alone = self._check(*others, z3.Not(self.pin(key, value)))
+            if isinstance(alone, Unknown):
+                self.unknown.append(key)  # "any" stands (nothing else holds); "determined" is not known
+            return Role(key, value, domain, determined=isinstance(alone, Unsat))
+        if isinstance(answer, Unknown):
+            self.unknown.append(key)
             return Role(key, value, domain, (value,), exact=False)
         if len(domain.values()) <= 16:
             return self._by_value(key, value, domain, term, others)
         return self._by_blocking(key, value, domain, term, others)
 
     def _violates(self, others, cond) -> bool | None:
-        """Does every configuration with `cond` (and the others as shown) violate, and is there one?"""
-        if self._check(*others, cond) != z3.sat:
-            return False
-        answer = self._check(*others, cond, z3.Not(self.violated))
-        return None if answer == z3.unknown else answer == z3.unsat
+        """Does every configuration with `cond` (and the others as shown) violate, and is there one?
+        None when the solver gives up on either question."""
+        try:
+            return possible(self._check(*others, cond)) and holds(self._check(*others, cond, z3.Not(self.violated)))
+        except GaveUp:
+            return None
 
     def _by_value(self, key, value, domain, term, others) -> Role:
         violating, exact = [], True
@@ -95,26 +105,30 @@ class Explainer:
             exact &= ok is not None
             if ok or v == value:
                 violating.append(v)
+        if not exact:
+            self.unknown.append(key)
         return Role(key, value, domain, tuple(violating), exact)
 
     def _by_blocking(self, key, value, domain, term, others) -> Role:
         """Wide names (the vector, a selector index): the values some configuration has, less
         those where the property can hold, each found by blocking the ones found before."""
-        possible = self._enumerate(term, others)
-        holding = self._enumerate(term, [*others, z3.Not(self.violated)]) if possible is not None else None
+        possible = self._enumerate(key, term, others)
+        holding = self._enumerate(key, term, [*others, z3.Not(self.violated)]) if possible is not None else None
         if possible is None or holding is None:
-            return self._interval(key, value, domain, term, others)
-        return Role(key, value, domain, tuple(sorted(possible - holding)))
+            return self._interval(key, value, domain, term, others)  # inexact: shown "(at least)"
+        return Role(key, value, domain, tuple(sorted((possible - holding) | {value})))
 
-    def _enumerate(self, term, conds) -> set[int] | None:
+    def _enumerate(self, key, term, conds) -> set[int] | None:
         found: set[int] = set()
         self.solver.push()
         try:
             while len(found) <= MAX_ENUMERATED:
                 answer = self._check(*conds)
-                if answer != z3.sat:
-                    return found if answer == z3.unsat else None
-                value = self.solver.model().eval(term, model_completion=True).as_long()
+                if isinstance(answer, Unknown):
+                    self.unknown.append(key)
+                if not isinstance(answer, Sat):
+                    return found if isinstance(answer, Unsat) else None
+                value = answer.model.eval(term, model_completion=True).as_long()
                 found.add(value)
                 self.solver.add(term != value)
             return None
@@ -123,7 +137,10 @@ class Explainer:
 
     def _interval(self, key, value, domain, term, others) -> Role:
         def still(lo, hi):
-            return self._check(*others, term >= lo, term <= hi, z3.Not(self.violated)) == z3.unsat
+            answer = self._check(*others, term >= lo, term <= hi, z3.Not(self.violated))
+            if isinstance(answer, Unknown):
+                self.unknown.append(key)  # the interval stays narrower than it may be: "(at least)"
+            return isinstance(answer, Unsat)
         hi = largest(value, domain.hi, lambda h: still(value, h))
         lo = domain.hi - largest(domain.hi - value, domain.hi, lambda x: still(domain.hi - x, hi))
         return Role(key, value, domain, tuple(range(lo, hi + 1)), exact=False)

@@ -27,7 +27,8 @@ from .encode import Encoding, _is_py, _z3, knob_var, value_of
 from .errors import InputError, ModelDisagreement
 from .model import Rule
 from .model.outcome import differs, leaves_open
-from .solve import Limits, config_from_model, new_solver
+from .smt import Limits, Sat, Unknown, Unsat, check, new_solver
+from .solve import config_from_model
 from .spec import Spec
 from .vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, Domain, domain_of
 
@@ -234,27 +235,32 @@ class Probe:
         return self._indicators[key]
 
     def check(self, conds):
-        return self.solver.check(*[self._indicator(c) for c in conds])
+        """The answer for a cube; an Unknown raises Incomplete (a class is never widened, shrunk or
+        confirmed on a question the solver did not answer)."""
+        answer = check(self.solver, *[self._indicator(c) for c in conds])
+        if isinstance(answer, Unknown):
+            raise Incomplete(f"the solver gave up ({answer.reason}) while generalising a class")
+        return answer
 
     def example(self, lits):
         """A model of the cube (under the probe's base), or None."""
         return self.counterexample(lits)
 
     def implies(self, lits) -> bool:
-        return self.check([self.joint.condition(l) for l in lits]) == z3.unsat
+        return isinstance(self.check([self.joint.condition(l) for l in lits]), Unsat)
 
     def core(self, lits) -> list[Literal] | None:
         conds = [self.joint.condition(l) for l in lits]
-        if self.check(conds) != z3.unsat:
+        answer = self.check(conds)
+        if not isinstance(answer, Unsat):
             return None
-        core = {c.get_id() for c in self.solver.unsat_core()}
+        core = {c.get_id() for c in answer.core}
         return [l for l, c in zip(lits, conds) if self._indicator(c).get_id() in core]
 
     def counterexample(self, lits, *extra):
         """A model of the cube where the target fails, or None."""
-        if self.check([self.joint.condition(l) for l in lits] + list(extra)) == z3.sat:
-            return self.solver.model()
-        return None
+        answer = self.check([self.joint.condition(l) for l in lits] + list(extra))
+        return answer.model if isinstance(answer, Sat) else None
 
 
 class Generalizer:
@@ -456,22 +462,22 @@ class Differ:
         general = Generalizer(self.joint, target, concrete_target)
         found = into
         while True:
-            answer = solver.check()
-            if answer == z3.unsat:
+            answer = check(solver)
+            if isinstance(answer, Unsat):
                 found[:] = _drop_subsumed(found)
                 return
-            if answer == z3.unknown:
-                raise Incomplete(f"the solver gave up ({solver.reason_unknown()}) after {len(found)} class(es)")
+            if isinstance(answer, Unknown):
+                raise Incomplete(f"the solver gave up ({answer.reason}) after {len(found)} class(es)")
             if len(found) >= self.max_classes:
                 raise Incomplete(f"more than {self.max_classes} classes")
-            cls = general(solver.model())
+            cls = general(answer.model)
             found.append(cls)
             solver.add(z3.Not(z3.And(*[self.joint.condition(l) for l in cls.literals])))
 
 
 def _decide(solver: z3.Solver) -> bool | None:
-    answer = solver.check()
-    return None if answer == z3.unknown else answer == z3.sat
+    answer = check(solver)
+    return None if isinstance(answer, Unknown) else isinstance(answer, Sat)
 
 
 def _drop_subsumed(classes: list[DiffClass]) -> list[DiffClass]:

@@ -16,6 +16,8 @@ import z3
 
 from .concrete import Config, ConcreteEnv
 from .encode import UNTRACKED, Encoding, Env
+from .errors import ModelDisagreement
+from .smt import Sat, Unknown, Unsat, check
 from .lang.parse import Invariant
 from .spec import Fact, Spec, is_system
 from .vocab import domain_of
@@ -60,18 +62,20 @@ class Tracker:
             solver.add(z3.Not(enc.boolean(inv.prove.eval(env))))
             base = enc.certain(*rules_free)
             lits = enc.facts_assumed()
-            answer = solver.check(*base, *lits)
-            if answer != z3.unsat:
-                why = solver.reason_unknown() if answer == z3.unknown else "the tracked encoding disagrees"
-                return Core(unknown=why)
-            in_core = {c.get_id() for c in solver.unsat_core()}
+            answer = check(solver, *base, *lits)
+            if isinstance(answer, Unknown):
+                return Core(unknown=answer.reason)
+            if isinstance(answer, Sat):
+                raise ModelDisagreement(f"{inv.name} against {spec.name}: proved on the folded encoding, but the "
+                                        f"tracked encoding (every declaration assumed) has a counterexample")
+            in_core = {c.get_id() for c in answer.core}
             kept = [lit for lit in lits if lit.get_id() in in_core]
             for lit in list(kept):  # deletion: a minimal core, the same on every run
                 rest = [k for k in kept if not k.eq(lit)]
-                answer = solver.check(*base, *rest)
-                if answer == z3.unknown:
-                    return Core(unknown=solver.reason_unknown())
-                if answer == z3.unsat:
+                answer = check(solver, *base, *rest)
+                if isinstance(answer, Unknown):
+                    return Core(unknown=answer.reason)
+                if isinstance(answer, Unsat):
                     kept = rest
         finally:
             solver.pop()

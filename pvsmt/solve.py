@@ -25,6 +25,7 @@ from .lang.expr import Compare, Const, Expr, Logic, Var, failing_part
 from .lang.parse import Invariant
 from .model import RULES, Rule
 from .provenance import Tracker, path_facts
+from .smt import GaveUp, Limits, Sat, Unknown, Unsat, check, new_solver, optimize, possible, why
 from .spec import Fact, Spec
 from .vocab import KNOBS, Abi, Insn, domain_of
 
@@ -79,6 +80,7 @@ class Counterexample:
     changed: tuple[str, ...] = ()
     facts: tuple[Fact, ...] = ()
     defaults: dict = field(default_factory=dict, compare=False)  # the spec's defaults, for `changed`
+    unknown: tuple[str, ...] = ()  # where the solver gave up explaining or minimising it (shown in reports)
 
     @property
     def uncertain(self) -> tuple[Rule, ...]:
@@ -105,26 +107,6 @@ class Result:
     @property
     def uncertain_facts(self) -> tuple[Fact, ...]:
         return tuple(f for f in self.facts if f.uncertain)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Solver budget: rlimit is deterministic work, timeout is wall-clock (ms)."""
-
-    rlimit: int = 50_000_000
-    timeout_ms: int = 60_000
-    seed: int = 0
-    max_counterexamples: int = 1
-
-
-def new_solver(limits: Limits, ctx: z3.Context) -> z3.Solver:
-    s = z3.SolverFor("QF_UFLIA", ctx=ctx)
-    s.set("random_seed", limits.seed)
-    if limits.rlimit:
-        s.set("rlimit", limits.rlimit)
-    if limits.timeout_ms:
-        s.set("timeout", limits.timeout_ms)
-    return s
 
 
 class Prover:
@@ -163,40 +145,52 @@ class Prover:
             return self._decide(enc, inv, solver, violated, posed)
 
     def _decide(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list):
-        answer = solver.check(*enc.certain())
-        if answer == z3.unsat:
+        answer = check(solver, *enc.certain())
+        if isinstance(answer, Unsat):
             return Verdict.VACUOUS, dict(reason=f"the assumptions cannot hold in spec {enc.spec.name}")
-        if answer == z3.unknown:
-            return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {self._why(solver)}")
-        unreachable = self._unreachable(enc, inv, solver)
-        if unreachable is None:
-            return Verdict.UNKNOWN, dict(reason=f"checking the scope: {self._why(solver)}")
+        if isinstance(answer, Unknown):
+            return Verdict.UNKNOWN, dict(reason=f"checking the assumptions: {self._why(answer)}")
+        try:
+            unreachable = self._unreachable(enc, inv, solver)
+        except GaveUp as exc:
+            return Verdict.UNKNOWN, dict(reason=f"checking the scope: {self._why(exc)}")
         if unreachable:
             return Verdict.VACUOUS, dict(unreachable=tuple(unreachable), reason=(
                 f"the assumptions never hold for {' or '.join(unreachable)} in spec {enc.spec.name}"))
         rules = uncertain_rules(enc)
-        if solver.check(*enc.certain(*(r.name for r in rules)), violated) == z3.unsat:
+        if isinstance(check(solver, *enc.certain(*(r.name for r in rules)), violated), Unsat):
             # it holds whatever the uncertain rules do
-            return Verdict.PROVED, dict(relies_on=(), **self._provenance(inv, enc.spec, free=True))
-        answer = solver.check(*enc.certain(), violated)
-        if answer == z3.unknown:
-            return Verdict.UNKNOWN, dict(reason=self._why(solver))
-        if answer == z3.sat:
-            return Verdict.REFUTED, dict(counterexamples=self._counterexamples(enc, inv, solver, violated, posed))
+            return self._proved(dict(relies_on=()), self._provenance(inv, enc.spec, free=True))
+        answer = check(solver, *enc.certain(), violated)
+        if isinstance(answer, Unknown):
+            return Verdict.UNKNOWN, dict(reason=self._why(answer))
+        if isinstance(answer, Sat):
+            cexes, unknown = self._counterexamples(enc, inv, solver, violated, posed, answer)
+            extra = dict(counterexamples=cexes)
+            if unknown:
+                extra["reason"] = "refuted (the counterexample is certain: it replays), but the solver gave up " \
+                                  "on part of its explanation: " + "; ".join(unknown)
+            return Verdict.REFUTED, extra
         verdict, extra = self._relies(enc, solver, violated, rules)
         if verdict is Verdict.PROVED:
-            extra.update(self._provenance(inv, enc.spec, free=False))
+            return self._proved(extra, self._provenance(inv, enc.spec, free=False))
         return verdict, extra
+
+    @staticmethod
+    def _proved(extra: dict, provenance: dict):
+        """A proof whose facts could not be determined is `unknown`: its report would be incomplete."""
+        extra = {**extra, **provenance}
+        if provenance["facts_unknown"]:
+            return Verdict.UNKNOWN, dict(extra, reason=f"proved, but the spec facts it relies on could not be "
+                                                       f"determined: {provenance['facts_unknown']}")
+        return Verdict.PROVED, extra
 
     def _unreachable(self, enc: Encoding, inv: Invariant, solver: z3.Solver) -> list[str] | None:
         """The instructions the assumptions name (`insn == X`, `insn in {...}`) that no configuration
-        satisfying them executes; None if the solver gives up."""
+        satisfying them executes; GaveUp if the solver gives up."""
         out = []
         for insn in scope(inv):
-            answer = solver.check(*enc.certain(), enc.term("insn") == int(insn))
-            if answer == z3.unknown:
-                return None
-            if answer == z3.unsat:
+            if not possible(check(solver, *enc.certain(), enc.term("insn") == int(insn))):
                 out.append(f"insn == {insn.label}")
         return out
 
@@ -209,73 +203,74 @@ class Prover:
         core = self._tracker.core(inv, spec, names)
         return dict(facts=core.facts, facts_unknown=core.unknown)
 
-    def _counterexamples(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list):
+    def _counterexamples(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list, first: Sat):
         """Up to max_counterexamples, each closest to the defaults among those outside the classes of
-        the ones before: every one differs from the others in a name that matters."""
+        the ones before: every one differs from the others in a name that matters.  Also returns
+        where the solver gave up (shown in the report, never read as an answer)."""
         out: list[Counterexample] = []
+        unknown: list[str] = []
         explainer = Explainer(enc, solver, violated, enc.certain())
         blocks: list = []
         while len(out) < max(1, self.limits.max_counterexamples):
-            if out and solver.check(*enc.certain(), violated) != z3.sat:
+            answer = check(solver, *enc.certain(), violated) if out else first
+            if isinstance(answer, Unknown):
+                unknown.append(f"looking for counterexample {len(out) + 1}: {self._why(answer)}")
+            if not isinstance(answer, Sat):
                 break
-            model = self._closest(enc, posed + blocks) or solver.model()
-            cex = self._replay(enc, inv, model)
+            closest = self._closest(enc, posed + blocks)
+            cex = self._replay(enc, inv, closest.model if isinstance(closest, Sat) else answer.model)
             cex = self._explain(enc, inv, explainer, cex)
+            if isinstance(closest, Unknown):
+                cex = replace(cex, unknown=(f"not minimised: the optimiser gave up ({self._why(closest)})",
+                                            *cex.unknown))
+            unknown += [f"counterexample {len(out) + 1}: {u}" for u in cex.unknown]
             out.append(cex)
             block = z3.Not(explainer.block(cex.roles))
             blocks.append(block)
             solver.add(block)  # inside the posed scope: popped with it
-        return tuple(out)
+        return tuple(out), unknown
 
     def _explain(self, enc: Encoding, inv: Invariant, explainer: Explainer, cex: Counterexample) -> Counterexample:
         names = list(dict.fromkeys([*cex.evaluation.reads, *cex.inv_reads]))
         env = ConcreteEnv(cex.config, cex.evaluation)
         defaults = self._defaults_of(enc.spec)
-        return replace(cex, roles=explainer.roles(cex.config, names), failing=failing_part(inv.prove, env),
+        roles, unknown = explainer.roles(cex.config, names)
+        return replace(cex, roles=roles, failing=failing_part(inv.prove, env),
                        changed=changed(cex.config, defaults, names), defaults=defaults,
-                       facts=path_facts(enc.spec, cex.config, names))
+                       facts=path_facts(enc.spec, cex.config, names),
+                       unknown=tuple(f"the role of {u}" for u in unknown))
 
     def _defaults_of(self, spec: Spec) -> dict[str, object]:
         if spec.path not in self._defaults:
             self._defaults[spec.path] = default_values(spec)
         return self._defaults[spec.path]
 
-    def _closest(self, enc: Encoding, posed: list) -> z3.ModelRef | None:
+    def _closest(self, enc: Encoding, posed: list):
         """A counterexample changing as few knobs from the spec's defaults as possible (MaxSMT).
 
         `posed` is what `_posed` asserted for the invariant, with `violated` assumed.
-        None when the spec has no complete defaults or the optimiser gives up; the
-        caller then keeps the solver's first model.
+        The spec's defaults cover every name (spec.check_defaults at load time).  An
+        Unknown answer is shown with the counterexample, which is then not minimal.
         """
         defaults = self._defaults_of(enc.spec)
-        if not defaults:
-            return None
-        opt = z3.Optimize(ctx=enc.ctx)
-        opt.set("timeout", self.limits.timeout_ms or 60_000)
-        if self.limits.rlimit:
-            opt.set("rlimit", self.limits.rlimit)  # deterministic work: the same closest model on every run
-        opt.add(enc.formula, *posed, *enc.certain())
+        soft = []
         for name, value in defaults.items():
             term = enc.term(name)
             if not isinstance(term, (bool, int)):  # a spec fact made it a constant: nothing to prefer
-                opt.add_soft(term == (enc.boolean(value) if isinstance(value, bool) else int(value)))
-        return opt.model() if opt.check() == z3.sat else None
+                soft.append(term == (enc.boolean(value) if isinstance(value, bool) else int(value)))
+        return optimize(enc.ctx, self.limits, [enc.formula, *posed, *enc.certain()], soft)
 
-    def _why(self, solver: z3.Solver) -> str:
-        """Z3's reason for `unknown`, naming the limits behind a cancellation."""
-        reason = solver.reason_unknown()
-        if reason in ("canceled", "timeout") or "limit" in reason:
-            reason += (f" (the resource limit --rlimit {self.limits.rlimit} or the timeout "
-                       f"--timeout {self.limits.timeout_ms / 1000:g}s was reached)")
-        return reason
+    def _why(self, answer) -> str:
+        """Z3's reason for an Unknown answer (or a GaveUp), naming the limits behind a cancellation."""
+        return why(answer.reason, self.limits)
 
     def violations_satisfy(self, inv: Invariant, spec: Spec, witness) -> bool | None:
         """Does every counterexample satisfy `witness`?  None when the solver cannot tell."""
         enc = self.encoding(spec)
         with self._posed(enc, inv) as (solver, violated, _):
             solver.add(z3.Not(enc.boolean(witness.eval(Env(enc)))))
-            answer = solver.check(*enc.certain(), violated)
-        return None if answer == z3.unknown else answer == z3.unsat
+            answer = check(solver, *enc.certain(), violated)
+        return None if isinstance(answer, Unknown) else isinstance(answer, Unsat)
 
     @contextmanager
     def _posed(self, enc: Encoding, inv: Invariant):
@@ -306,10 +301,10 @@ class Prover:
         """A proof relies on an uncertain rule if one of that rule's alternatives breaks it."""
         relies, unknown = [], []
         for rule in rules:
-            answer = solver.check(*enc.certain(rule.name), violated)
-            if answer == z3.sat:
+            answer = check(solver, *enc.certain(rule.name), violated)
+            if isinstance(answer, Sat):
                 relies.append(rule)
-            elif answer == z3.unknown:
+            elif isinstance(answer, Unknown):
                 unknown.append(rule)
         if unknown:
             names = ", ".join(r.name for r in unknown)
