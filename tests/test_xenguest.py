@@ -1,15 +1,15 @@
 """The PV test guest (pvsmt/validate/xenguest, xencases, xenrun): the case table, the
 console-line parser, and real runs under Xen in QEMU/TCG.
 
-Real runs need QEMU and Xen binaries: Debian's Xen 4.17 (PV64 only, $PVSMT_XEN_417,
-default /boot/xen-4.17-amd64.gz) and a Xen master build with CONFIG_PV32=y
-($PVSMT_XEN_MASTER).  They are skipped when absent unless PVSMT_REQUIRE_XEN=1.
+Real runs need QEMU and Xen binaries (tests/xen_builds.py): Debian's Xen 4.17 (PV64 only,
+$PVSMT_XEN_417, default /boot/xen-4.17-amd64.gz) and a Xen master build with CONFIG_PV32=y
+($PVSMT_XEN_MASTER, default: built from ../shared/xen/xen-c447b7308b.tar.xz and cached).
+They are skipped when absent unless PVSMT_REQUIRE_XEN=1.
 Each run batches its cases into as few boots as possible (one extra boot per domain
 crash), so the wall time is a handful of boots of 1-3 s.
 """
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
@@ -20,10 +20,7 @@ from pvsmt.validate.xencases import (HEADER, OVERRIDE, RECORD, TABLE_MAGIC, XenC
                                      parse_case_line, validate)
 from pvsmt.validate.xenrun import Boot, EmulatorError, available, run_xen_cases
 
-REQUIRE = os.environ.get('PVSMT_REQUIRE_XEN') == '1'
-XEN_417 = Path(os.environ.get('PVSMT_XEN_417', '/boot/xen-4.17-amd64.gz'))
-XEN_MASTER = Path(os.environ.get('PVSMT_XEN_MASTER',
-                                 '/root/.cache/pvsmt-manual/xen-c447b7308b/xen/xen'))
+from xen_builds import REQUIRE, xen_binary
 
 
 # ---------------------------------------------------------------- table and parser
@@ -255,24 +252,27 @@ def test_not_a_xen(tmp_path):
 
 
 def test_pv64_xen417():
-    xen_or_skip(XEN_417)
+    xen = xen_binary('debian-4.17')
+    xen_or_skip(xen)
     plan = pv64_plan(master=False)
-    obs, info = run_xen_cases(XEN_417, 'pv64', plan.cases)
+    obs, info = run_xen_cases(xen, 'pv64', plan.cases)
     check(plan, obs, info, '4.17')
     assert info['xen_version_hypercall'] == '40011'
     assert len(plan.cases) >= 200
 
 
 def test_pv64_master():
-    xen_or_skip(XEN_MASTER)
+    xen = xen_binary('master')
+    xen_or_skip(xen)
     plan = pv64_plan(master=True)
-    obs, info = run_xen_cases(XEN_MASTER, 'pv64', plan.cases)
+    obs, info = run_xen_cases(xen, 'pv64', plan.cases)
     check(plan, obs, info, '4.2')
 
 
 def test_pv32_master():
-    xen_or_skip(XEN_MASTER)
+    xen = xen_binary('master')
+    xen_or_skip(xen)
     plan = pv32_plan()
-    obs, info = run_xen_cases(XEN_MASTER, 'pv32', plan.cases)
+    obs, info = run_xen_cases(xen, 'pv32', plan.cases)
     check(plan, obs, info, '4.2')
     assert len(plan.cases) >= 200
