@@ -37,6 +37,8 @@ def run(args) -> int:
         spec_file = Path(tmp) / "xen-tree.spec"
         spec_file.write_text(ex.spec_text(result, "xen-tree", loader))
         extracted = loader.load(spec_file)
+        # reports name the tree, never the temporary file (gone after the run); facts cite xen-tree.spec:N
+        extracted.path = f"{ex.shown(args.tree)}, extracted as xen-tree.spec"
         limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
         todo = [(inv, extracted) for inv, spec in pairs(invariant_files(args.proofs or [str(shipped.directory("proofs"))]), None, loader)
                 if spec.name == against.name]
