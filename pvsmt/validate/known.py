@@ -51,16 +51,15 @@ class Divergence:
         env = ConcreteEnv(config, evaluation)
         if not self.when.eval(env):
             return False
-        return expected(self.observed, evaluation.hw, env) == seen
+        return as_observed(self.emulated(evaluation.hw, env)) == seen
 
-
-def expected(observed: dict, hw, env) -> tuple:
-    """The prediction with the entry's `observed` fields put in, as an observation tuple."""
-    values = {"event": hw.event, "vector": hw.vector, "error_code": hw.error_code, "kind": hw.kind,
-              "msr": hw.msr, "gate_type": hw.gate_type}
-    for name, value in observed.items():
-        values[name] = value.eval(env) if isinstance(value, Expr) else value
-    return as_observed(HwOutcome(**values))
+    def emulated(self, hw: HwOutcome, env: ConcreteEnv) -> HwOutcome:
+        """The CPU's event as the emulator raises it: the prediction with `observed` put in."""
+        values = {"event": hw.event, "vector": hw.vector, "error_code": hw.error_code, "kind": hw.kind,
+                  "msr": hw.msr, "gate_type": hw.gate_type, "source": hw.source}
+        for name, value in self.observed.items():
+            values[name] = value.eval(env) if isinstance(value, Expr) else value
+        return HwOutcome(**values)
 
 
 def load(path: Path) -> list[Divergence]:

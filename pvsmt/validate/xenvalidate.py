@@ -1,0 +1,152 @@
+"""`pvsmt validate --xen`: run the Xen plan on a real hypervisor and compare it with the model.
+
+Every observation of the PV test guest is compared with the model's guest-level
+prediction under the release's spec.  The prediction already runs on the CPU the
+emulator is (its known divergences from the manuals are applied to the hardware
+event first), so a disagreement is Xen's or the model's: `uncertain` when the
+prediction's path uses a rule the reference marks UNCERTAIN, `unexplained`
+otherwise.  A run fails on an unexplained disagreement and on a case the guest could
+not run (error, timeout).  That the plan takes every Xen rule a run can take is
+checked by the tests, over both guest kinds and both kinds of release
+(xenplan.coverage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..releases import spec_for
+from ..spec import Spec
+from .run import version_number
+from .xencases import XenCase
+from .xenplan import Predictor, as_observed, describe, observed, plan
+
+
+@dataclass
+class Disagreement:
+    case: XenCase
+    model: tuple
+    xen: tuple
+    path: list[str]
+    detail: str = ""
+
+
+@dataclass
+class XenRun:
+    xen: str
+    guest: str
+    spec: Spec
+    info: dict
+    cases: int = 0
+    agree: int = 0
+    via_emulator: dict[str, int] = field(default_factory=dict)  # emulator divergence id -> cases it shaped
+    uncertain: list[Disagreement] = field(default_factory=list)
+    unexplained: list[Disagreement] = field(default_factory=list)
+    failed: list[Disagreement] = field(default_factory=list)  # the guest could not run the case
+
+    @property
+    def ok(self) -> bool:
+        return not self.unexplained and not self.failed
+
+
+def emulator_divergences(divergences, info: dict, vendor: str = "intel") -> list:
+    """The known divergences of the emulator that ran Xen (QEMU, its version, the vendor)."""
+    version = version_number(str(info.get("emulator_version", "")))
+    return [d for d in divergences if d.applies("qemu", version, vendor)]
+
+
+def validate_all(xen: Path, guests, spec: Spec | None, divergences, load, runner=None) -> list[XenRun]:
+    """One run per guest kind (default: pv64, and pv32 unless the hypervisor lacks CONFIG_PV32),
+    each predicted with `spec`, or the shipped spec of the release in Xen's banner (`load(name)`)."""
+    if runner is None:
+        from .xenrun import run_xen_cases as runner
+    runs = []
+    for guest in guests or ("pv64", "pv32"):
+        cases = plan(guest)
+        try:
+            observations, info = runner(xen, guest, cases)
+        except RuntimeError as exc:
+            why = next((line for line in str(exc).splitlines() if "CONFIG_PV32" in line), "")
+            if guests or guest != "pv32" or not why:
+                raise
+            runs.append(skipped(xen, guest, why.replace("(XEN)", "Xen:").strip()))
+            continue
+        chosen = spec if spec is not None else load(spec_for(info["xen_version"]))
+        predictor = Predictor(chosen, "intel", emulator_divergences(divergences, info))
+        runs.append(compare(str(xen), guest, chosen, info, cases, observations, predictor))
+    return runs
+
+
+def skipped(xen: Path, guest: str, why: str) -> XenRun:
+    """A guest kind the hypervisor cannot run (PV32 without CONFIG_PV32): no cases, and why."""
+    return XenRun(str(xen), guest, None, {"skipped": why})
+
+
+def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, predictor: Predictor) -> XenRun:
+    run = XenRun(xen, guest, spec, info, len(cases))
+    for case, obs in zip(cases, observations, strict=True):
+        p = predictor.predict(case)
+        if p.divergence:
+            run.via_emulator[p.divergence] = run.via_emulator.get(p.divergence, 0) + 1
+        model, seen = as_observed(case, p.guest), observed(obs)
+        if model == seen:
+            run.agree += 1
+            continue
+        d = Disagreement(case, model, seen, [s.text for s in p.evaluation.trace], obs.detail)
+        if obs.event in ("error", "timeout"):
+            run.failed.append(d)
+        elif any(s.rule.uncertain for s in p.evaluation.trace):
+            run.uncertain.append(d)
+        else:
+            run.unexplained.append(d)
+    return run
+
+
+def case_text(case: XenCase) -> str:
+    parts = [case.insn.upper() if case.insn != "int_n" else f"INT ${case.vector:#04x}",
+             f"{case.guest.upper()} {case.guest_mode}", case.mode]
+    if case.prefix != "none":
+        parts.append(f"{case.prefix} prefix")
+    if case.insn == "into":
+        parts.append(f"OF={int(case.of)}")
+    if case.insn == "bound":
+        parts.append("in range" if case.bound_in_range else "out of range")
+    if case.insn in ("syscall", "sysenter"):
+        parts.append("callbacks " + ("registered" if case.cb_sysenter else "not registered"))
+    parts += [f"TT[{v:#04x}] " + (f"vDPL{dpl}" if present else "null") for v, present, dpl in case.tt]
+    if case.tt_if:
+        parts.append("TT IF flag set")
+    return f"case {case.id}: " + ", ".join(parts)
+
+
+def report(run: XenRun, divergences, verbose: bool = False) -> str:
+    info = run.info
+    if "skipped" in info:
+        return f"{run.guest}: not run on {run.xen}: {info['skipped']}\n"
+    rows = [(f"Xen {info.get('xen_version', '?')}", run.guest, run.spec.name, info.get("emulator_version", "?"),
+             run.cases, run.agree, len(run.uncertain), len(run.unexplained), len(run.failed))]
+    out = [tabulate(rows, headers=("hypervisor", "guest", "spec", "emulator", "cases", "agree", "uncertain",
+                                   "unexplained", "not run"))]
+    out += ["", f"Xen: {info.get('xen_banner', '?')} ({run.xen}); {info.get('boots', '?')} boot(s)",
+            f"predicted with spec {run.spec.name} ({run.spec.title}) on the emulator's CPU: the model's hardware "
+            f"layer, with the emulator's known divergences applied"]
+    by_id = {d.id: d for d in divergences}
+    for ident, n in sorted(run.via_emulator.items()):
+        d = by_id[ident]
+        out += ["", f"emulator divergence {ident} shaped {n} prediction(s) ({d.where}):",
+                f"  the emulator: {d.emulator_does}", f"  the manuals:  {d.manuals_say}"]
+    for kind, items in (("UNEXPLAINED", run.unexplained), ("NOT RUN", run.failed), ("uncertain", run.uncertain)):
+        shown = items if verbose or kind != "uncertain" else items[:5]
+        for x in shown:
+            out += ["", f"{kind} ({run.guest} on Xen {info.get('xen_version', '?')}) {case_text(x.case)}",
+                    f"  model: {describe(x.model)}", f"  Xen:   {describe(x.xen)}"
+                    + (f" ({x.detail})" if x.detail else "")]
+            out += [f"    {step}" for step in x.path] if verbose else []
+        if len(items) > len(shown):
+            out.append(f"  ... and {len(items) - len(shown)} more (-v shows all)")
+    out += ["", f"{run.cases} cases: {run.agree} agree with the model, {len(run.uncertain)} on UNCERTAIN paths, "
+                f"{len(run.unexplained)} unexplained, {len(run.failed)} not run"]
+    return "\n".join(out) + "\n"
