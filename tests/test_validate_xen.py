@@ -101,10 +101,51 @@ def observed(xen_name: str, guest: str):
     return cases, observations, info
 
 
-def run_with(xen_name: str, guest: str, spec_name: str):
+def run_with(xen_name: str, guest: str, spec_name: str, divergences=DIVERGENCES):
     cases, observations, info = observed(xen_name, guest)
-    predictor = Predictor(spec(spec_name), "intel", emulator_divergences(DIVERGENCES, info))
-    return compare(xen_name, guest, spec(spec_name), info, cases, observations, predictor)
+    predictor = Predictor(spec(spec_name), "intel", emulator_divergences(divergences, info))
+    return compare(xen_name, guest, spec(spec_name), info, cases, observations, predictor, divergences)
+
+
+XEN_ENTRIES = """
+[[divergence]]
+id = "int-n-legacy-plus2"
+emulator = "xen"
+versions = ["4.17."]
+vendors = ["intel"]
+when = "insn == int_n and prefix == legacy and guest.type == sw_int"
+observed = { rip = "plus2" }
+emulator_does = "resumes a permitted, legacy-prefixed INT $N at its start + 2"
+manuals_say = "master resumes it after the instruction"
+cite = ["RELEASE-4.17.0 traps.c L1703-1713"]
+
+[[divergence]]
+id = "int-n-rex-delivered"
+emulator = "xen"
+versions = ["4.17."]
+vendors = ["intel"]
+when = "insn == int_n and prefix == rex and guest.vector == 13 and guest.error_code == vector * 8 + 2"
+observed = { vector = "vector", error_code = "none", rip = "plus2" }
+emulator_does = "delivers a permitted, REX-prefixed INT $N at its start + 2"
+manuals_say = "master re-injects #GP(N*8+2)"
+cite = ["RELEASE-4.17.0 traps.c L1703-1713"]
+"""
+
+
+def test_known_xen_divergences_explain_a_release_the_spec_does_not_model(tmp_path):
+    path = tmp_path / "known.toml"
+    path.write_text(XEN_ENTRIES)
+    run = run_with("debian-4.17", "pv64", "xen", DIVERGENCES + known.load(path))
+    assert run.ok and run.unexplained == []
+    assert run.known["int-n-legacy-plus2"] > 0 and run.known["int-n-rex-delivered"] > 0
+
+
+def test_a_known_xen_divergence_that_explains_nothing_fails_the_run(tmp_path):
+    path = tmp_path / "known.toml"
+    path.write_text(XEN_ENTRIES.replace('["4.17."]', '["4.23"]'))
+    run = run_with("master", "pv64", "xen", DIVERGENCES + known.load(path))
+    assert not run.ok
+    assert {d.id for d in run.stale} == {"int-n-legacy-plus2", "int-n-rex-delivered"}
 
 
 @pytest.mark.parametrize("xen_name, guest, spec_name", [
@@ -150,4 +191,5 @@ def test_the_command_on_debians_417(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert re.search(r"Xen 4\.17\.\d+\s+pv64\s+xen-4\.17\s", out)
-    assert re.search(r"\d+ cases: \d+ agree with the model, 0 on UNCERTAIN paths, 0 unexplained, 0 not run", out)
+    assert re.search(r"\d+ cases: \d+ agree with the model, 0 known divergences, 0 on UNCERTAIN paths, 0 unexplained, "
+                          r"0 not run", out)

@@ -24,7 +24,8 @@ from ..configure import resolve
 from ..model import RULES, cpu_event, xen_event
 from ..model.outcome import GuestOutcome, HwOutcome
 from ..spec import Spec
-from ..vocab import NONE, CodeMode, GateTable, Guest, GuestEvent, GuestMode, Insn, MaskFlag, Prefix, Vendor
+from ..vocab import (NONE, Callback, CodeMode, GateTable, Guest, GuestEvent, GuestMode, Insn, MaskFlag, Prefix,
+                     Rip, Vendor)
 from .xencases import XenCase, XenObservation
 
 #: Xen rules a run cannot take, and why.
@@ -255,14 +256,18 @@ MASK_FLAG = {MaskFlag.TT_IF: "tt_if", MaskFlag.SYSCALL: "cb_syscall_mask",
              MaskFlag.SYSCALL32: "cb_syscall32_mask", MaskFlag.SYSENTER: "cb_sysenter_mask"}
 
 
-def as_observed(case: XenCase, g: GuestOutcome) -> tuple:
-    """A guest outcome in the terms the PV test guest observes."""
-    masked = getattr(case, MASK_FLAG[g.masked_by]) if g.masked_by in MASK_FLAG else None
-    if g.event == GuestEvent.EXCEPTION:
-        return ("exception", g.vector, g.error_code if g.error_code != NONE else -1, g.rip.label, masked)
-    if g.event == GuestEvent.CALLBACK:
-        return ("callback", g.callback.label, g.rip.label, masked)
-    return (g.event.label,)
+def as_observed(case: XenCase, g: GuestOutcome, **replaced) -> tuple:
+    """A guest outcome in the terms the PV test guest observes (`replaced`: fields a known
+    divergence says the real Xen gives instead, `masked` included)."""
+    values = {"event": g.event, "vector": g.vector, "error_code": g.error_code, "callback": g.callback,
+              "rip": g.rip, "masked": getattr(case, MASK_FLAG[g.masked_by]) if g.masked_by in MASK_FLAG else None}
+    values.update(replaced)
+    ec = values["error_code"] if values["error_code"] != NONE else -1
+    if values["event"] == GuestEvent.EXCEPTION:
+        return ("exception", values["vector"], ec, Rip(values["rip"]).label, values["masked"])
+    if values["event"] == GuestEvent.CALLBACK:
+        return ("callback", Callback(values["callback"]).label, Rip(values["rip"]).label, values["masked"])
+    return (GuestEvent(values["event"]).label,)
 
 
 def observed(o: XenObservation) -> tuple:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..concrete import ConcreteEnv
+from ..lang.expr import Expr
 from ..releases import spec_for
 from ..spec import Spec
 from .run import version_number
@@ -43,13 +45,15 @@ class XenRun:
     cases: int = 0
     agree: int = 0
     via_emulator: dict[str, int] = field(default_factory=dict)  # emulator divergence id -> cases it shaped
+    known: dict[str, int] = field(default_factory=dict)  # known Xen divergence id -> cases it explains
+    stale: list = field(default_factory=list)  # known Xen divergences of this version that explain nothing
     uncertain: list[Disagreement] = field(default_factory=list)
     unexplained: list[Disagreement] = field(default_factory=list)
     failed: list[Disagreement] = field(default_factory=list)  # the guest could not run the case
 
     @property
     def ok(self) -> bool:
-        return not self.unexplained and not self.failed
+        return not self.unexplained and not self.failed and not self.stale
 
 
 def emulator_divergences(divergences, info: dict, vendor: str = "intel") -> list:
@@ -76,7 +80,7 @@ def validate_all(xen: Path, guests, spec: Spec | None, divergences, load, runner
             continue
         chosen = spec if spec is not None else load(spec_for(info["xen_version"]))
         predictor = Predictor(chosen, "intel", emulator_divergences(divergences, info))
-        runs.append(compare(str(xen), guest, chosen, info, cases, observations, predictor))
+        runs.append(compare(str(xen), guest, chosen, info, cases, observations, predictor, divergences))
     return runs
 
 
@@ -85,8 +89,25 @@ def skipped(xen: Path, guest: str, why: str) -> XenRun:
     return XenRun(str(xen), guest, None, {"skipped": why})
 
 
-def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, predictor: Predictor) -> XenRun:
-    run = XenRun(xen, guest, spec, info, len(cases))
+def xen_divergences(divergences, info: dict) -> list:
+    """The known divergences of the Xen build that ran (keyed by its version)."""
+    return [d for d in divergences if d.applies("xen", str(info.get("xen_version", "")), "intel")]
+
+
+def explained_by(entries, case: XenCase, prediction, config, seen: tuple):
+    """The known Xen divergence that covers the case and says Xen does what it did, if any."""
+    env = ConcreteEnv(config, prediction.evaluation)
+    for d in entries:
+        if d.when.eval(env) and as_observed(case, prediction.guest, **{
+                n: (v.eval(env) if isinstance(v, Expr) else v) for n, v in d.observed.items()}) == seen:
+            return d
+    return None
+
+
+def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, predictor: Predictor,
+            divergences=()) -> XenRun:
+    entries = xen_divergences(divergences, info)
+    run = XenRun(xen, guest, spec, info, len(cases), known={d.id: 0 for d in entries})
     for case, obs in zip(cases, observations, strict=True):
         p = predictor.predict(case)
         if p.divergence:
@@ -95,6 +116,10 @@ def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, p
         if model == seen:
             run.agree += 1
             continue
+        entry = explained_by(entries, case, p, predictor.config(case), seen)
+        if entry is not None:
+            run.known[entry.id] += 1
+            continue
         d = Disagreement(case, model, seen, [s.text for s in p.evaluation.trace], obs.detail)
         if obs.event in ("error", "timeout"):
             run.failed.append(d)
@@ -102,6 +127,7 @@ def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, p
             run.uncertain.append(d)
         else:
             run.unexplained.append(d)
+    run.stale = [d for d in entries if run.known[d.id] == 0]
     return run
 
 
@@ -127,9 +153,10 @@ def report(run: XenRun, divergences, verbose: bool = False) -> str:
     if "skipped" in info:
         return f"{run.guest}: not run on {run.xen}: {info['skipped']}\n"
     rows = [(f"Xen {info.get('xen_version', '?')}", run.guest, run.spec.name, info.get("emulator_version", "?"),
-             run.cases, run.agree, len(run.uncertain), len(run.unexplained), len(run.failed))]
-    out = [tabulate(rows, headers=("hypervisor", "guest", "spec", "emulator", "cases", "agree", "uncertain",
-                                   "unexplained", "not run"))]
+             run.cases, run.agree, sum(run.known.values()), len(run.uncertain), len(run.unexplained),
+             len(run.failed))]
+    out = [tabulate(rows, headers=("hypervisor", "guest", "spec", "emulator", "cases", "agree", "known divergence",
+                                   "uncertain", "unexplained", "not run"))]
     out += ["", f"Xen: {info.get('xen_banner', '?')} ({run.xen}); {info.get('boots', '?')} boot(s)",
             f"predicted with spec {run.spec.name} ({run.spec.title}) on the emulator's CPU: the model's hardware "
             f"layer, with the emulator's known divergences applied"]
@@ -138,6 +165,15 @@ def report(run: XenRun, divergences, verbose: bool = False) -> str:
         d = by_id[ident]
         out += ["", f"emulator divergence {ident} shaped {n} prediction(s) ({d.where}):",
                 f"  the emulator: {d.emulator_does}", f"  the manuals:  {d.manuals_say}"]
+    for ident, n in sorted(run.known.items()):
+        if n:
+            d = by_id[ident]
+            out += ["", f"known Xen divergence {ident} ({n} cases, {d.where}):",
+                    f"  Xen does:     {d.emulator_does}", f"  its spec says: {d.manuals_say}",
+                    f"  sources:      {'; '.join(d.cite)}"]
+    for d in run.stale:
+        out += ["", f"{d.where}: listed divergence {d.id} no longer occurs on Xen {info.get('xen_version', '?')}: "
+                    f"remove or narrow the entry"]
     for kind, items in (("UNEXPLAINED", run.unexplained), ("NOT RUN", run.failed), ("uncertain", run.uncertain)):
         shown = items if verbose or kind != "uncertain" else items[:5]
         for x in shown:
@@ -147,6 +183,7 @@ def report(run: XenRun, divergences, verbose: bool = False) -> str:
             out += [f"    {step}" for step in x.path] if verbose else []
         if len(items) > len(shown):
             out.append(f"  ... and {len(items) - len(shown)} more (-v shows all)")
-    out += ["", f"{run.cases} cases: {run.agree} agree with the model, {len(run.uncertain)} on UNCERTAIN paths, "
-                f"{len(run.unexplained)} unexplained, {len(run.failed)} not run"]
+    out += ["", f"{run.cases} cases: {run.agree} agree with the model, {sum(run.known.values())} known divergences, "
+                f"{len(run.uncertain)} on UNCERTAIN paths, {len(run.unexplained)} unexplained, {len(run.failed)} not run"
+                + (f"; {len(run.stale)} listed divergence(s) no longer occur" if run.stale else "")]
     return "\n".join(out) + "\n"
