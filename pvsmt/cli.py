@@ -158,6 +158,29 @@ exit status:
 """
 
 
+REPRODUCE_HELP = """\
+Run one configuration of the model on a real Xen: map it to one case of the PV
+test guest (pvsmt/validate/xenguest), boot XEN once under QEMU (TCG) with the guest
+as dom0, and print the model's prediction for that Xen's release spec beside what
+the guest observed, with the path and its sources and the Xen and QEMU versions.
+
+The configuration is --set NAME=VALUE (the names of `pvsmt explain`; unset names
+take the spec's defaults) or --from REPORT.json: a counterexample of `pvsmt prove
+--format json`, the configuration of `pvsmt explain --json`, or a witness of `pvsmt
+diff --json` (--index N picks the Nth, default 1).  The spec's own facts (IDT,
+swint_emul, ...) are always the booted Xen's.  A configuration the guest cannot set
+up (a call gate, a debugger, a null trap-table entry with a vDPL, FRED) is refused.
+"""
+
+REPRODUCE_EXIT_CODES = """\
+exit status:
+  0  Xen did what the model predicts
+  1  Xen did something else (both are shown)
+  2  bad input (a configuration the guest cannot set up, says why), or QEMU, Xen
+     or the toolchain is missing or failed
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pvsmt", description="Model checker for Xen's x86 PV traps and entrypoints ABI.",
@@ -285,6 +308,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the known-divergences file (default: the shipped emulators/known-divergences.toml)")
     val.add_argument("-v", "--verbose", action="store_true",
                      help="show the model's path for each disagreement, and every one on an UNCERTAIN path")
+
+    rep = sub.add_parser("reproduce", help="run one configuration on a real Xen and compare with the model",
+                         description=REPRODUCE_HELP, epilog=REPRODUCE_EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = rep.add_mutually_exclusive_group(required=True)
+    src.add_argument("--set", action="append", metavar="NAME=VALUE", dest="settings",
+                     help="set a knob, as for explain (repeatable)")
+    src.add_argument("--from", type=Path, metavar="REPORT.json", dest="report",
+                     help="a counterexample of prove --format json, explain --json or diff --json")
+    rep.add_argument("--index", type=int, default=1, metavar="N", help="with --from: the Nth counterexample (default 1)")
+    rep.add_argument("--xen", type=Path, required=True, metavar="XEN", help="the hypervisor: xen or xen.gz")
+    rep.add_argument("--spec", metavar="FILE|NAME",
+                     help="predict with this spec (default: the release spec of the version in Xen's banner)")
+    rep.add_argument("--known", type=Path, metavar="FILE",
+                     help="the known-divergences file (default: the shipped emulators/known-divergences.toml)")
+    rep.add_argument("--format", choices=("text", "email"), default="text",
+                     help="text (default), or email: a plain-text write-up, 72 columns, for a reply to a maintainer")
     return top
 
 
@@ -446,6 +486,29 @@ def cmd_validate_xen(args) -> int:
     return 0 if all(r.ok for r in runs) else 1
 
 
+def cmd_reproduce(args) -> int:
+    from . import reproduce as rp
+    from .lang.parse import SpecLoader
+    from .validate import run as val
+    if args.report is not None:
+        chosen, _ = rp.from_report(args.report, args.index)
+    else:
+        if args.index != 1:
+            raise InputError("--index", "applies to --from only")
+        chosen = rp.from_settings(args.settings)
+    if not args.xen.is_file():
+        raise InputError(f"--xen {args.xen}", "no such file")
+    loader = SpecLoader()
+    command = " ".join(["pvsmt reproduce", f"--xen {args.xen}"]
+                       + ([f"--from {args.report}"] + ([f"--index {args.index}"] if args.index != 1 else [])
+                          if args.report is not None else [f"--set {s}" for s in args.settings])
+                       + ([f"--spec {args.spec}"] if args.spec else []))
+    result = rp.run(args.xen, chosen, args.spec, lambda name: loader.load(spec_path(name)),
+                    val.load_divergences(args.known), command)
+    sys.stdout.write(rp.email(result) if args.format == "email" else rp.text(result))
+    return 0 if result.agree else 1
+
+
 def cmd_extract(args) -> int:
     from . import extract as ex
     from .lang.parse import SpecLoader
@@ -470,7 +533,7 @@ def cmd_check_xen(args) -> int:
 
 
 COMMANDS = {"check-xen": cmd_check_xen, "extract": cmd_extract, "prove": cmd_prove, "explain": cmd_explain, "diff": cmd_diff, "table": cmd_table,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "reproduce": cmd_reproduce}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,6 +40,8 @@ TOOLS = ('gcc', 'ld')
 QEMU = 'qemu-system-x86_64'
 QEMU_ARGS = ('-machine', 'q35,accel=tcg', '-cpu', 'max,vendor=GenuineIntel,-svm', '-m', '512',
              '-nodefaults', '-display', 'none', '-no-reboot')
+#: the -cpu of QEMU_ARGS per CPU vendor: Xen boots and runs PV64 and PV32 on either under TCG
+QEMU_CPUS = {'intel': 'max,vendor=GenuineIntel,-svm', 'amd': 'max,vendor=AuthenticAMD,-svm'}
 XEN_CMDLINE = ('console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot '
                'dom0_mem=64M')
 
@@ -201,11 +203,20 @@ class Boot:
         return ' | '.join(useful[:8])[:600]
 
 
+def qemu_args(vendor: str = 'intel') -> list[str]:
+    """QEMU_ARGS with the -cpu of `vendor` (QEMU_CPUS)."""
+    if vendor not in QEMU_CPUS:
+        raise ValueError(f'vendor must be one of {tuple(QEMU_CPUS)}')
+    args = list(QEMU_ARGS)
+    args[args.index('-cpu') + 1] = QEMU_CPUS[vendor]
+    return args
+
+
 def boot(xen_elf: Path, guest_elf: Path, table: Path, work: Path, idle: float,
-         deadline: float) -> Boot:
+         deadline: float, vendor: str = 'intel') -> Boot:
     serial = work / 'console.log'
     serial.write_bytes(b'')
-    cmd = [QEMU, *QEMU_ARGS, '-serial', f'file:{serial}', '-kernel', str(xen_elf),
+    cmd = [QEMU, *qemu_args(vendor), '-serial', f'file:{serial}', '-kernel', str(xen_elf),
            '-initrd', f'{guest_elf},{table}', '-append', XEN_CMDLINE]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -293,16 +304,18 @@ def _lost(case: XenCase, b: Boot) -> XenObservation:
 
 def run_xen_cases(xen: Path | str, guest: str, cases: list[XenCase], *,
                   timeout: float = DEFAULT_TIMEOUT, idle_timeout: float = DEFAULT_IDLE,
-                  max_cases_per_boot: int = DEFAULT_PER_BOOT,
+                  max_cases_per_boot: int = DEFAULT_PER_BOOT, vendor: str = 'intel',
                   ) -> tuple[list[XenObservation], dict]:
     """Boot Xen with the guest as dom0 as often as needed to run all cases; one
-    XenObservation per case, in order, and info (module docstring)."""
+    XenObservation per case, in order, and info (module docstring).  `vendor` picks
+    the emulated CPU's CPUID vendor (QEMU_CPUS)."""
     xen = Path(xen)
     reason = available(xen)
     if reason:
         raise EmulatorError(reason)
     if guest not in GUESTS:
         raise ValueError(f'guest must be one of {GUESTS}')
+    qemu_args(vendor)
     for c in cases:
         validate(c)
         if c.guest != guest:
@@ -310,7 +323,8 @@ def run_xen_cases(xen: Path | str, guest: str, cases: list[XenCase], *,
     guest_elf = build_guest(guest)
     xen_elf = xen_image(xen)
     info = {'xen_version': '', 'xen_banner': '', 'emulator_version': emulator_version(),
-            'boots': 0, 'guest': guest, 'xen_version_hypercall': '', 'boot_seconds': []}
+            'boots': 0, 'guest': guest, 'xen_version_hypercall': '', 'boot_seconds': [],
+            'vendor': vendor, 'cpu': QEMU_CPUS[vendor]}
     start = time.monotonic()
     deadline = start + timeout
     observations: list[XenObservation] = []
@@ -325,7 +339,7 @@ def run_xen_cases(xen: Path | str, guest: str, cases: list[XenCase], *,
             table = work / 'cases.bin'
             table.write_bytes(encode_table(guest, batch))
             t0 = time.monotonic()
-            b = boot(xen_elf, guest_elf, table, work, idle_timeout, deadline)
+            b = boot(xen_elf, guest_elf, table, work, idle_timeout, deadline, vendor)
             info['boot_seconds'].append(round(time.monotonic() - t0, 3))
             info['boots'] += 1
             if b.banner and not info['xen_banner']:
