@@ -281,6 +281,8 @@ def test_too_many_classes_is_incomplete_not_clean(capsys):
     ("pv-traps-doc", "xen", "pv-traps-doc--xen.expect", "guest"),
     ("pv-traps-doc-fred", "xen-fred", "pv-traps-doc-fred--xen-fred.expect", "guest"),
     ("pv-traps-doc", "xen-pv-n", "pv-traps-doc--xen-pv-n.hardware.expect", "hardware"),
+    ("xen-4.17", "xen", "xen-4.17--xen.expect", "guest"),
+    ("xen-4.20", "xen", "xen-4.17--xen.expect", "guest"),
 ])
 def test_every_shipped_expectation_file_explains_its_diff_exactly(old, new, expect, level):
     expected = load_expected(ROOT / "diffs" / expect)
@@ -289,6 +291,19 @@ def test_every_shipped_expectation_file_explains_its_diff_exactly(old, new, expe
     assert result.complete
     assert result.differences == [], [c.literals for c in result.differences]
     assert all(s.present for s in result.expected)
+
+
+@pytest.mark.parametrize("old,new", [("xen-4.17", "xen-4.20"), ("xen-4.17.0", "xen-4.17")])
+def test_release_specs_that_model_the_same_behaviour_do_not_differ(old, new):
+    result = Differ(spec(old), spec(new), "guest").run([])
+    assert result.complete and result.differences == []
+
+
+def test_417_0s_trap_gates_show_at_hardware_level_only():
+    result = Differ(spec("xen-4.17.0"), spec("xen-4.17"), "hardware").run([])
+    assert result.complete and result.differences
+    assert all(("vector", (0x80,)) in {(l.key, l.values) for l in c.literals}
+               or ("vector", (0x82,)) in {(l.key, l.values) for l in c.literals} for c in result.differences)
 
 
 @lru_cache(maxsize=None)
