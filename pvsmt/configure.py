@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .concrete import Config, ConcreteEnv, broken_axioms
 from .errors import InputError
 from .spec import Fact, Spec, is_system
-from .vocab import KNOB, KNOBS, TABLE, TABLES, Domain, SysenterCS
+from .vocab import KNOB, KNOBS, TABLE, TABLES, Domain, SysenterCS, domain_of
 from .lang.expr import suggest
 
 _TABLE_NAME = re.compile(r"^(idt|tt)(?:\.|\[)(0x[0-9a-fA-F]+|[0-9]+)\]?\.([a-z_]+)$")
@@ -111,22 +111,37 @@ def _holds(fact: Fact, values: dict) -> bool:
 
 
 def _settle(spec: Spec, name: str, values: dict, source: dict, known: set[str]) -> bool:
-    """Try to give `name` its spec or default value; False if its conditions must wait."""
+    """Try to give `name` its spec or default value; False if its conditions must wait.
+
+    The spec's facts mean what spec.Spec.allowed says (the Z3 encoding asserts the same): a
+    name whose holding facts allow one value takes it; otherwise its default, which must
+    be one of the allowed values."""
     facts = _applicable(spec.facts.get(name, []), known)
     if not _ready(facts, values):
         return False
-    fixed = [f for f in facts if _holds(f, values) and len(f.values) == 1]
-    if fixed:
-        values[name], source[name] = fixed[-1].values[0], "spec"
+    live = {id(f) for f in facts}
+    allowed = spec.allowed(name, lambda f: id(f) in live and _holds(f, values))
+    if allowed is not None and len(allowed) == 1:
+        values[name], source[name] = allowed[0], "spec"
         return True
     defaults = _applicable(spec.defaults.get(name, []), known)
     if not _ready(defaults, values):
         return False
     chosen = [f for f in defaults if _holds(f, values)]
     if not chosen:
-        raise InputError(spec.path, f"no value for {name}: give --set {name}=...")
-    values[name], source[name] = chosen[-1].values[0], "default"
+        raise InputError(spec.path, f"spec {spec.name} has no default for {name} here: add "
+                                    f"`default {name} = ...` to the spec, or give --set {name}=...")
+    default = chosen[-1]
+    if allowed is not None and default.values[0] not in allowed:
+        shown = ", ".join(_format(name, v) for v in allowed) or "none"
+        raise InputError(default.where, f"default {name} = {_format(name, default.values[0])} is not a value "
+                                        f"spec {spec.name} allows here ({shown}): give a default within its facts")
+    values[name], source[name] = default.values[0], "default"
     return True
+
+
+def _format(name: str, value) -> str:
+    return domain_of(name).format(value)
 
 
 def _check_facts(spec: Spec, config: Config, settings: dict) -> None:
@@ -134,7 +149,7 @@ def _check_facts(spec: Spec, config: Config, settings: dict) -> None:
     for name, value in settings.items():
         if is_system(name):
             continue
-        for fact in spec.facts.get(name, []):
+        for fact in spec.facts.get(name, []):  # the holding facts conjoin (spec.Spec.allowed): each must allow it
             if _holds(fact, config.values) and value not in fact.values:
                 allowed = ", ".join(KNOB[name].domain.format(v) for v in fact.values) or "none"
                 raise InputError(f"--set {name}={KNOB[name].domain.format(value)}",

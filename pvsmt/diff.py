@@ -27,9 +27,10 @@ from .encode import Encoding, _is_py, _z3, knob_var, value_of
 from .errors import InputError, ModelDisagreement
 from .model import Rule
 from .model.outcome import differs, leaves_open
-from .smt import Limits, Sat, Unknown, Unsat, check, new_solver
+from .smt import GaveUp, Limits, Sat, Unknown, Unsat, check, new_solver
 from .solve import config_from_model
 from .spec import Spec
+from .spec_check import check_space
 from .vocab import GUEST_FIELDS, HW_FIELDS, KNOB, KNOBS, TABLE, Domain, domain_of
 
 LEVELS = ("guest", "hardware")
@@ -428,6 +429,31 @@ class Differ:
         j = self.joint
         result = DiffResult(j.sides["old"].spec, j.sides["new"].spec, j.level)
         result.notes = situation_notes(result.old, result.new)
+        for enc in j.sides.values():  # each spec allows some configuration (else an error, exit 2)
+            try:
+                result.notes += check_space(enc.spec, limits=j.limits)
+            except GaveUp as exc:
+                result.complete, result.reason = False, str(exc)
+                return result
+        try:
+            return self._run(result, expected)
+        finally:
+            self._shared(result)
+
+    def _shared(self, result: DiffResult) -> None:
+        """The two specs share some configuration, else nothing was compared: an error.  Asked last,
+        in the joint context, so that it cannot change what the enumeration's queries answer."""
+        shared = check(self.joint.solver())
+        if isinstance(shared, Unknown):
+            result.complete = False
+            result.reason = result.reason or f"the solver gave up on the shared space ({shared.reason})"
+        elif isinstance(shared, Unsat):
+            raise InputError(f"{result.old.path} {result.new.path}",
+                             f"specs {result.old.name} and {result.new.name} share no configuration: there is "
+                             f"nothing to compare ({'; '.join(result.notes) or 'their facts exclude each other'})")
+
+    def _run(self, result: DiffResult, expected) -> DiffResult:
+        j = self.joint
         env = DiffEnv(j)
         named = [_z3(e.when.eval(env), j.ctx) for e in expected]
         unexpected = z3.And(j.differ, z3.Not(z3.Or(*named))) if named else j.differ

@@ -16,6 +16,8 @@ from .errors import InputError, PvsmtError
 from .formats import render, summary
 from .lang.parse import SpecLoader
 from .provenance import unused
+from .smt import GaveUp
+from .spec_check import check_defaults, check_space
 from .solve import Limits, Prover, Result, Verdict, exit_code
 
 
@@ -83,6 +85,8 @@ def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[R
     on scheduling; Z3 releases the GIL while it solves, so two specs solve at once."""
     groups: dict[str, list[int]] = {}
     for i, (_, spec) in enumerate(todo):
+        if spec.path not in groups:
+            check_spec(spec, overrides, limits)
         groups.setdefault(spec.path, []).append(i)
     buckets: list[list[int]] = [[] for _ in range(workers)]
     for indexes in sorted(groups.values(), key=len, reverse=True):
@@ -113,6 +117,18 @@ def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[R
             raise part
     done = dict(pair for part in parts for pair in part)
     return [done[i] for i in range(len(todo))]
+
+
+def check_spec(spec, overrides: dict, limits: Limits) -> None:
+    """Before any proof: the spec (with --set) allows some configuration, and its defaults cover
+    every name (spec_check); an empty spec or a contradicting --set is an error, exit 2."""
+    try:
+        notes = check_space(spec, overrides, limits)
+    except GaveUp as exc:  # the checks against this spec will say `unknown` themselves
+        notes = [f"{exc}"]
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    check_defaults(spec)
 
 
 def check(prover: Prover, inv, spec) -> Result:

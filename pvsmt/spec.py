@@ -4,13 +4,29 @@ A spec is a set of facts, each a restriction of one knob or table entry to a
 set of values, optionally under a `when` condition, with its citation.  What a
 spec leaves unset is free.  Defaults give `pvsmt explain` a value for every
 knob the user does not set.  Specs are read from `.spec` files (lang/parse.py).
+
+The meaning of facts, defined here once (`Spec.add`, `Spec.allowed`) and used by the
+Z3 encoding (encode.py), the concrete resolver (configure.py) and `explain`:
+
+- A name's facts conjoin: in a configuration, the name takes a value that every
+  fact whose `when` holds allows (the intersection of their values).
+- An unconditional fact (`set` without `when`, a table line, a `--set` of a system
+  name) first discards every earlier fact for the name, the parent spec's included:
+  that is how a spec changes an inherited fact.
+- Two facts for one name that can hold together and allow no common value
+  contradict each other: an error at load time, at the later one's line.  (A child
+  changes a conditional fact by restating the name: an unconditional `set` first,
+  then its conditional facts.)
+- Defaults follow the same rule among themselves (the last whose `when` holds
+  wins), must lie within what the facts allow, and must give every name the facts
+  leave open a value (spec_check.check_defaults).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import Location
+from .errors import InputError, Location
 from .vocab import KNOB, Delivery, Guest
 
 
@@ -67,12 +83,64 @@ class Spec:
         return None
 
     def add(self, fact: Fact, *, default: bool = False) -> None:
-        """Add a fact; an unconditional one replaces every earlier fact for its name."""
+        """Add a fact; an unconditional one replaces every earlier fact for its name, and one that
+        contradicts an earlier fact where both hold is an error at its own line."""
         book = self.defaults if default else self.facts
         if fact.when is None:
             book[fact.name] = [fact]
-        else:
-            book.setdefault(fact.name, []).append(fact)
+            return
+        if not default:
+            for earlier in book.get(fact.name, ()):
+                both = overlap(earlier, fact)
+                if both is not None and not set(earlier.values) & set(fact.values):
+                    raise InputError(fact.where, f"`{fact.statement or fact.name}` contradicts "
+                                                 f"`{earlier.statement or earlier.name}` ({earlier.ref}) where both "
+                                                 f"hold ({both}): no value of {fact.name} satisfies both.  To change "
+                                                 f"an inherited fact, restate {fact.name} with an unconditional "
+                                                 f"`set`, which replaces every earlier fact for it")
+        book.setdefault(fact.name, []).append(fact)
+
+    def allowed(self, name: str, holds) -> tuple | None:
+        """The values `name` may take where `holds(fact)` says which conditions hold: the
+        intersection of the holding facts' values (None when no fact holds: any value)."""
+        out = None
+        for f in self.facts.get(name, ()):
+            if holds(f):
+                out = tuple(v for v in f.values if out is None or v in out)
+        return out
+
+
+#: Beyond this many assignments to the names two conditions read, they are assumed to overlap.
+MAX_OVERLAP_CHECK = 1 << 16
+
+
+def overlap(a: Fact, b: Fact) -> str | None:
+    """An assignment (as text) under which both facts' conditions hold, or None if none does.
+
+    Checked by enumerating the names the conditions read (knobs only; a condition
+    reading a table is assumed to overlap).  Axioms are not consulted: conditions
+    that could only meet in an impossible configuration still count as overlapping.
+    """
+    from .concrete import Config, ConcreteEnv  # the concrete backend; spec.py stays import-light
+    import itertools
+    conds = [f.when for f in (a, b) if f.when is not None]
+    names = sorted(set().union(*(c.names() for c in conds))) if conds else []
+    if not names:
+        return "always"
+    if any(n not in KNOB for n in names):
+        return "possibly"
+    domains = [KNOB[n].domain.values() for n in names]
+    size = 1
+    for d in domains:
+        size *= len(d)
+    if size > MAX_OVERLAP_CHECK:
+        return "possibly"
+    for combo in itertools.product(*domains):
+        values = dict(zip(names, combo))
+        env = ConcreteEnv(Config(values))
+        if all(bool(c.eval(env)) for c in conds):
+            return " and ".join(f"{n} == {KNOB[n].domain.format(v)}" for n, v in values.items())
+    return None
 
 
 def is_system(name: str) -> bool:

@@ -9,6 +9,7 @@ and compares the one with this header, row by row.
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from dataclasses import dataclass
 
@@ -56,6 +57,10 @@ def build(spec: Spec, overrides: dict[str, object]) -> Table:
     if not spec.has_guests:
         raise InputError(spec.path, f"spec {spec.name} has no PV guests (guest = none): "
                                     f"the table shows what PV guests see")
+    from .spec_check import check_defaults, check_space  # an empty spec is an error, not an empty table
+    for note in check_space(spec, overrides):
+        print(f"note: {note}", file=sys.stderr)
+    check_defaults(spec)
     rows, read_defaults = [], {}
     for label, settings in INSTRUCTIONS:
         for guest, mode, code in SITUATIONS:

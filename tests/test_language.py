@@ -119,7 +119,7 @@ def test_bare_x86_leaves_the_idt_free(loader):
 
 def test_xen_pv_n_extends_xen(loader):
     pvn = loader.load(SPECS / "xen-pv-n.spec")
-    assert pvn.parents == ("xen",)
+    assert pvn.parents == ("pv-guest-defaults", "xen")  # xen.spec extends the shared defaults
     assert not pvn.has_guests
     assert pvn.delivery is Delivery.IDT  # inherited
     assert (pvn.fixed("idt.0x80.dpl"), pvn.fixed("idt.0x80.entry")) == (0, Entry.IRQ)

@@ -272,6 +272,8 @@ def table_ref(where: Location, table: str, index: Expr, field: str) -> Expr:
     if field not in t.fields:
         fail(where, f"{table}[...] has no field '{field}'; it has {', '.join(t.fields)}")
     require_int(index)
+    if isinstance(index, Const) and not 0 <= index.value <= 255:
+        fail(index.where, f"{table}[{index.value:#x}]: a vector is 0..255")
     return TableRef(where, t.fields[field], table, field, index)
 
 
@@ -363,7 +365,24 @@ def compare(where: Location, op: str, left: Expr, right: Expr) -> Expr:
         fail(where, f"cannot compare {describe(left)} with {describe(right)}")
     if op not in ("==", "!=") and lk != "int":
         fail(where, f"'{op}' needs numbers, found {describe(left)}")
+    if op in ("==", "!="):
+        for const, other in ((left, right), (right, left)):
+            _in_range(const, other)
     return Compare(where, BOOL, op, left, right)
+
+
+def _in_range(const: Expr, other: Expr) -> None:
+    """`vector == 999` can never hold: a located error, not a vacuous proof."""
+    d = other.domain
+    if not isinstance(const, Const) or d is INT or d.boolean or d.enum is not None or const.domain.boolean:
+        return
+    if not d.lo <= const.value <= d.hi:
+        fail(const.where, f"{const.value} is out of range for {describe_name(other)} ({d.spelling()})")
+
+
+def describe_name(e: Expr) -> str:
+    return e.text or (e.name if isinstance(e, Var) else f"{e.layer}.{e.field}" if isinstance(e, Outcome)
+                      else describe(e))
 
 
 def _sort(e: Expr) -> str:
