@@ -38,7 +38,7 @@ CANNOT = {
 
 #: Xen commits that changed a system fact between releases (releases.RELEASES), for the write-up.
 CHANGES = {
-    "swint_emul": ("a934a600c4 (x86/pv: INT $N emulation decodes the instruction; master, 4.22.0): "
+    "swint_emul": ("a934a600c4 (master, 4.22.0: pv_emulate_sw_interrupt decodes the instruction): "
                    "backported as 260740e1aa (stable-4.19, 4.19.5), 45d18b05c0 (stable-4.20, 4.20.3) "
                    "and 805e2b8ada (stable-4.21, 4.21.1); never to stable-4.17 or stable-4.18"),
     "idt.0x80.type": "a48bb129f1 (XSA-446: interrupt gates for 0x80 and 0x82), from 4.17.3",
