@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pvsmt", description="Model checker for Xen's x86 PV traps and entrypoints ABI.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--version", action="version", version=_version())
+    top.add_argument("--version", action=_VersionAction)
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
 
     prove = sub.add_parser("prove", help="prove invariants against specs", description=PROVE_HELP,
@@ -326,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=("text", "email"), default="text",
                      help="text (default), or email: a plain-text write-up, 72 columns, for a reply to a maintainer")
     return top
+
+
+class _VersionAction(argparse.Action):
+    """--version, which reads Z3's version only when asked (`pvsmt --help` does not import Z3)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show program's version number and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
 
 
 def _version() -> str:

@@ -14,7 +14,12 @@ from __future__ import annotations
 import json
 import textwrap
 
-from tabulate import tabulate
+
+def tabulate(*args, **kwargs) -> str:
+    """tabulate.tabulate, imported when a report is rendered (`pvsmt --help` needs none)."""
+    from tabulate import tabulate as table
+    return table(*args, **kwargs)
+
 
 FORMATS = ("text", "email", "markdown", "json", "junit")
 WIDTH = 72

@@ -201,6 +201,18 @@ def test_help_documents_exit_codes(capsys):
         assert line in out
 
 
+def test_help_imports_no_solver():
+    """`pvsmt --help` starts in about the time of `import z3` or less (issue 14): it imports neither
+    Z3, the model, the parser nor the table renderer; a command imports what it needs when it runs."""
+    code = ("import runpy, sys\nsys.argv = ['pvsmt', '--help']\ntry:\n    runpy.run_module('pvsmt', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "sys.stderr.write(' '.join(m for m in ('z3', 'lark', 'tabulate', 'pvsmt.model', 'pvsmt.vocab') "
+            "if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "usage: pvsmt" in run.stdout
+    assert run.stderr == ""
+
+
 # ---- explain ------------------------------------------------------------------------------
 
 def explain_json(capsys, spec, *settings):
