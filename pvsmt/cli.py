@@ -44,7 +44,7 @@ the Xen level, with the path through the rules and their sources.
 
 Names for --set (unset names take the spec's defaults; the output says which):
   vendor=intel|amd  guest=pv64|pv32  guest_mode=kernel|user  mode=long64|compat
-  cpl=0..3  insn=int3|int_n|into|int1|callgate|syscall|sysenter|ud0|ud1|ud2|bound
+  cpl=0..3  insn=INSNS
   vector=N (decimal or 0x hex)  prefix=none|legacy|rex  of=0|1  bound.in_range=0|1
   gate.table=gdt|ldt  gate.index=N  gate.rpl=0..3  gate.in_limit=0|1
   gate.present=0|1  gate.dpl=0..3
@@ -55,6 +55,14 @@ Spec facts, overridable for what-if questions:
   idt.N.entry=exception|int80|int82|irq  efer.sce=0|1  sysenter_cs=0|nonnull
   gate_audit=0|1  delivery=idt|fred  abi=code|doc
 """
+
+
+class ExplainHelp(argparse.RawDescriptionHelpFormatter):
+    """Explain's help, with the instructions of the model's table (read only when the help is shown)."""
+
+    def format_help(self) -> str:
+        from .model.instructions import BY_INSN
+        return super().format_help().replace("insn=INSNS", "insn=" + "|".join(i.label for i in BY_INSN))
 
 
 EXPLAIN_EXIT_CODES = """\
@@ -218,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wall-clock limit per query, a safety net behind --rlimit (default 60; 0: none)")
 
     explain = sub.add_parser("explain", help="evaluate one concrete configuration", description=EXPLAIN_HELP,
-                             epilog=EXPLAIN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                             epilog=EXPLAIN_EXIT_CODES, formatter_class=ExplainHelp)
     explain.add_argument("--spec", required=True, metavar="FILE|NAME",
                          help="the system: a .spec file, or NAME (specs/NAME.spec here, else the shipped spec NAME)")
     explain.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",

@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from .concrete import Config, Evaluation
 from .spec import is_system
+from .model.instructions import BY_INSN
 from .model.outcome import GuestOutcome, HwOutcome, open_fields
 from .vocab import (GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, CodeMode, GuestEvent, HwEvent, Insn,
                     Kind, Label, MaskFlag, Msr, Prefix, Rip, Source, Vendor, domain_of)
@@ -19,9 +20,8 @@ MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD"
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
             19: "#XM", 20: "#VE", 21: "#CP"}
 
-OPCODE = {Insn.INT3: "INT3 (CC)", Insn.INTO: "INTO (CE)", Insn.INT1: "INT1/ICEBP (F1)",
-          Insn.SYSCALL: "SYSCALL (0F 05)", Insn.SYSENTER: "SYSENTER (0F 34)", Insn.UD0: "UD0 (0F FF)",
-          Insn.UD1: "UD1 (0F B9)", Insn.UD2: "UD2 (0F 0B)", Insn.BOUND: "BOUND (62 /r)"}
+#: Each instruction as reports name it, from its row (INT $N and the far CALL add their operands).
+OPCODE = {insn: row.text for insn, row in BY_INSN.items()}
 
 
 def exc(vector: int, error_code: int = NONE) -> str:

@@ -20,27 +20,15 @@ from .configure import resolve
 from .errors import InputError, PvsmtError
 from .report import guest_what
 from .spec import Spec
-from .vocab import CodeMode, Guest, GuestMode, Insn, Vendor
+from .model.instructions import INSTRUCTIONS as ROWS
+from .vocab import CodeMode, Guest, GuestMode, Vendor
 
 HEADER = ("Instruction", "Guest", "Guest mode", "Code", "Intel", "AMD")
 KEYS = 4  # the first four columns name a row
 
-#: The rows' instructions: (label, settings).  INT $N is shown for the vectors whose
-#: gates differ (reference 2.1) and one ordinary vector.
-INSTRUCTIONS: tuple[tuple[str, dict], ...] = (
-    ("INT3", {"insn": Insn.INT3}),
-    ("INTO (OF=1)", {"insn": Insn.INTO, "of": True}),
-    ("INT1 (ICEBP)", {"insn": Insn.INT1}),
-    ("INT $0x03", {"insn": Insn.INT_N, "vector": 0x03}),
-    ("INT $0x20", {"insn": Insn.INT_N, "vector": 0x20}),
-    ("INT $0x80", {"insn": Insn.INT_N, "vector": 0x80}),
-    ("INT $0x82", {"insn": Insn.INT_N, "vector": 0x82}),
-    ("SYSCALL", {"insn": Insn.SYSCALL}),
-    ("SYSENTER", {"insn": Insn.SYSENTER}),
-    ("far CALL via call gate", {"insn": Insn.CALLGATE}),
-    ("UD2", {"insn": Insn.UD2}),
-    ("BOUND (out of range)", {"insn": Insn.BOUND, "bound.in_range": False}),
-)
+#: The rows' instructions: (label, settings), from each instruction's row (`shown`), in the rows' order.
+INSTRUCTIONS: tuple[tuple[str, dict], ...] = tuple(
+    (label, {"insn": row.insn, **settings}) for row in ROWS for label, settings in row.shown)
 
 SITUATIONS = tuple((g, m, c) for g in Guest for m in GuestMode for c in CodeMode)
 CODE = {CodeMode.LONG64: "64-bit", CodeMode.COMPAT: "compat"}

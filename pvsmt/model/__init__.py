@@ -12,7 +12,7 @@ from . import xen_doc as _doc_rules
 from . import xen_fred as _fred_rules
 from . import xen_idt as _xen_rules
 from .axioms import AXIOMS, GUEST_AXIOMS
-from .hardware import cpu_event
+from .instructions import INSTRUCTIONS, cpu_event
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule
 from .xen import xen_event
@@ -23,4 +23,4 @@ RULES: dict[str, Rule] = {
     for r in vars(m).values() if isinstance(r, Rule)
 }
 
-__all__ = ["AXIOMS", "GUEST_AXIOMS", "RULES", "GuestOutcome", "HwOutcome", "Rule", "cpu_event", "xen_event"]
+__all__ = ["AXIOMS", "GUEST_AXIOMS", "INSTRUCTIONS", "RULES", "GuestOutcome", "HwOutcome", "Rule", "cpu_event", "xen_event"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..vocab import CodeMode, Guest, GuestMode, Insn, Prefix
+from ..vocab import CodeMode, Guest, GuestMode, Prefix
+from .instructions import prefixed  # the instructions with a prefix form (their rows)
 from .rules import State
 
 
@@ -27,7 +28,7 @@ def _rex_long64(s: State):
 
 
 def _prefix_modelled(s: State):
-    return s.ops.any(s.prefix == Prefix.NONE, s.insn == Insn.INT_N, s.insn == Insn.SYSCALL)
+    return s.ops.any(s.prefix == Prefix.NONE, *(s.insn == i for i in prefixed()))
 
 
 def _pv32_compat(s: State):

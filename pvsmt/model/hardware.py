@@ -9,7 +9,7 @@ sentences are ours; the section names locate the facts.
 from __future__ import annotations
 
 from ..vocab import (BP, BR, DF, GP, NONE, NP, OF, PF, UD, CodeMode, Delivery, GateTable,
-                     HwEvent, Insn, Kind, Msr, Source, SysenterCS, Vendor)
+                     HwEvent, Kind, Msr, Source, SysenterCS, Vendor)
 from .outcome import HwOutcome
 from .rules import Rule, State, case
 
@@ -115,21 +115,19 @@ INSN_SYSENTER = R("hw.insn.sysenter", "SYSENTER (0F 34)", "SDM Vol.2B 'SYSENTER'
 INSN_BOUND = R("hw.insn.bound", "BOUND (62 /r, memory operand)", "SDM Vol.2A 'BOUND'")
 
 
-def cpu_event(s: State) -> HwOutcome:
-    """The event the CPU raises when the configuration's instruction executes."""
-    o = s.ops
-    insn = s.insn
-    return o.decide(
-        case(insn == Insn.INT3, INT3, lambda: software(s, BP, Source.SW_EXC)),
-        case(insn == Insn.INT_N, INT_N, lambda: software(s, s.vector, Source.SW_INT)),
-        case(insn == Insn.INTO, INSN_INTO, lambda: into(s)),
-        case(insn == Insn.INT1, INT1, lambda: int1(s)),
-        case(insn == Insn.CALLGATE, INSN_CALL, lambda: far_call(s)),
-        case(insn == Insn.SYSCALL, INSN_SYSCALL, lambda: syscall(s)),
-        case(insn == Insn.SYSENTER, INSN_SYSENTER, lambda: sysenter(s)),
-        case(insn == Insn.BOUND, INSN_BOUND, lambda: bound(s)),
-        case(True, UD_INSN, lambda: exception(s, UD), insn=insn),
-    )
+# The instruction's own step: `cpu_event` (instructions.py) dispatches each instruction by its row.
+
+def int3(s: State) -> HwOutcome:
+    return software(s, BP, Source.SW_EXC)
+
+
+def int_n(s: State) -> HwOutcome:
+    return software(s, s.vector, Source.SW_INT)
+
+
+def ud(s: State) -> HwOutcome:
+    """UD0, UD1, UD2: #UD."""
+    return exception(s, UD)
 
 
 def into(s: State) -> HwOutcome:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..vocab import Abi, Delivery
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
-from .xen_doc import doc_event
+from .instructions import doc_event
 from .xen_fred import xen_fred_event
 from .xen_idt import xen_idt_event
 

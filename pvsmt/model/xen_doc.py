@@ -24,7 +24,7 @@ only a section's range, the range is cited.
 from __future__ import annotations
 
 from ..vocab import (BP, BR, DB, GP, NONE, OF, UD, Callback, CodeMode, Delivery, GateTable, Guest, GuestEvent,
-                     Insn, Kind, MaskFlag, Rip, Source, SysenterCS, Vendor)
+                     Kind, MaskFlag, Rip, Source, SysenterCS, Vendor)
 from .hardware import selector_ec
 from .outcome import ALL_UNSPECIFIED, GuestOutcome, HwOutcome, unspecified
 from .rules import Rule, State, case
@@ -185,21 +185,14 @@ def silent() -> GuestOutcome:
     return GuestOutcome(GuestEvent.UNMODELLED, unspecified=ALL_UNSPECIFIED)
 
 
-def doc_event(s: State, hw: HwOutcome) -> GuestOutcome:
-    """What the PV guest sees according to pv-traps.rst (the CPU's event `hw` is not consulted)."""
-    o = s.ops
-    insn = s.insn
-    return o.decide(
-        case(insn == Insn.INT3, INSN_INT3, lambda: debug_trap(s, BP)),
-        case(insn == Insn.INT_N, INSN_INT_N, lambda: int_n_event(s)),
-        case(insn == Insn.INTO, INSN_INTO, lambda: into(s)),
-        case(insn == Insn.INT1, INSN_INT1, lambda: debug_trap(s, DB)),
-        case(insn == Insn.CALLGATE, INSN_CALL, lambda: call_gate(s)),
-        case(insn == Insn.SYSCALL, INSN_SYSCALL, lambda: syscall(s)),
-        case(insn == Insn.SYSENTER, INSN_SYSENTER, lambda: sysenter(s)),
-        case(insn == Insn.BOUND, INSN_BOUND, lambda: bound(s)),
-        case(True, INSN_UD, lambda: invalid_op(s), insn=insn),
-    )
+# The instruction's own step: `doc_event` (instructions.py) dispatches each instruction by its row.
+
+def int3(s: State) -> GuestOutcome:
+    return debug_trap(s, BP)
+
+
+def int1(s: State) -> GuestOutcome:
+    return debug_trap(s, DB)
 
 
 def debug_trap(s: State, vector: int) -> GuestOutcome:

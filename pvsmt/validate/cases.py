@@ -22,8 +22,25 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-INSNS = ('int3', 'int_n', 'into', 'int1', 'callgate', 'syscall', 'sysenter',
-         'ud0', 'ud1', 'ud2', 'bound')
+from ..errors import InputError
+from ..model.instructions import BY_INSN
+from ..vocab import Insn
+
+#: The instructions by their index in the case tables (the kernels' I_* constants): each
+#: instruction's row (pvsmt/model/instructions.py) in `Insn` order, whose value is the index.
+INSNS = tuple(insn.label for insn in BY_INSN)
+assert all(Insn.parse(name) == i for i, name in enumerate(INSNS)), "Insn values must be 0..n-1"
+
+
+def check_every_instruction(planned, where: str) -> None:
+    """A plan runs every instruction that has a row: a new one needs its cases and a stub in the kernels."""
+    planned = set(planned)
+    missing = [name for name in INSNS if name not in planned]
+    if missing:
+        raise InputError(where, f"the plan has no case for instruction {', '.join(missing)}: give it cases "
+                                f"and bytes in the test kernels' stubs (kernel/kernel.c, xenguest/guest.c)")
+
+
 MODES = ('long64', 'compat')
 PREFIXES = ('none', 'legacy', 'rex')
 GATE_TYPES = ('interrupt', 'trap')

@@ -22,7 +22,7 @@ from ..model.outcome import HwOutcome
 from ..report import exc
 from ..vocab import (NONE, Abi, CodeMode, Delivery, GateTable, GateType, HwEvent, Insn, Prefix, SysenterCS,
                      Vendor)
-from .cases import Case, Observation
+from .cases import Case, Observation, check_every_instruction
 
 MODES = ("long64", "compat")
 GATE_INDEX = {"gdt": 40, "ldt": 5}  # free descriptor slots in the test kernel's tables (layout.h)
@@ -38,6 +38,7 @@ def plan(first_id: int = 0) -> list[Case]:
     cases: list[Case] = []
     for group in groups:
         cases += group(first_id + len(cases))
+    check_every_instruction((c.insn for c in cases), __file__)
     return cases
 
 

@@ -37,6 +37,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from ..model.instructions import BY_INSN
+from ..vocab import Insn, Prefix
 from .cases import INSNS, MODES, PREFIXES
 
 GUESTS = ('pv64', 'pv32')
@@ -50,9 +52,6 @@ HEADER = struct.Struct('<IIII')
 RECORD = struct.Struct('<IBBBBBBBBHHI')
 OVERRIDE = struct.Struct('<BBBB')
 
-# instruction bytes as the guest writes them (xenguest/guest.c build_stub)
-_BYTES = {'int3': 1, 'into': 1, 'int1': 1, 'syscall': 2, 'sysenter': 2, 'ud0': 3,
-          'ud1': 3, 'ud2': 2, 'bound': 2}
 
 
 @dataclass(frozen=True)
@@ -128,11 +127,9 @@ def validate(case: XenCase) -> None:
 
 
 def insn_length(case: XenCase) -> int:
-    if case.insn == 'int_n':
-        return 2 + (case.prefix != 'none')
-    if case.insn == 'callgate':
-        return 7 if case.mode == 'compat' else 2
-    return _BYTES[case.insn]
+    """The bytes xenguest/guest.c build_stub writes: the instruction's row (`forms`, `compat_form`)."""
+    row = BY_INSN[Insn.parse(case.insn)]
+    return row.length(Prefix.parse(case.prefix), compat=case.mode == 'compat')
 
 
 def prefix_length(case: XenCase) -> int:
