@@ -123,16 +123,29 @@ unexpected shape is an error naming the file and line (exit 2).
 
 CHECK_XEN_HELP = """\
 The command a Xen CI job runs: extract a spec from XEN_TREE (as pvsmt extract),
-prove the invariants written for the reference spec (--against, default
-specs/xen.spec) against it, and diff it against the reference (with --expect, the
-intended differences).  A counterexample lists the spec facts on its path with
-the tree's file and line, so it points at the line of the patch that caused it.
+prove the invariants written for the reference spec against it, and diff it
+against the reference (with --expect, the intended differences).  The reference
+follows the tree: its release's spec (xen, xen-4.20, xen-4.17, xen-4.17.0),
+xen-pv-n for CONFIG_PV=n, xen-fred with --fred on; --against chooses another.
+A counterexample lists the spec facts on its path with the tree's file and line.
 
-exit status: the worst of the invariants' and the diff's, in the order 2, 1, 3, 4, 0
-  0  every invariant proved and the diff found only what was expected
-  1  a refutation, or an unexpected (or missing expected) difference
-  2  bad input: a malformed tree (file:line: error: message), spec or option
-  3  the solver gave up     4  an invariant is vacuous
+What the tree does not say is taken from the model: the code of the Xen functions
+the model encodes (the #GP emulation, entry_int80, the callbacks, entry_from_pv,
+...).  Their text is compared with the release the model describes; while one
+differs, every guest-level proof is `unverified` (exit 3), naming the function
+and its file:line.  --base OLD diffs OLD's spec against the tree's instead (what
+the change changes for guests).  --boot builds the tree's Xen and runs the
+real-Xen validation with the tree's spec as the prediction: unverified verdicts
+become proved (every rule of the changed functions exercised, every case agrees)
+or refuted (a case disagrees).
+
+exit status: the worst of the invariants', the diff's and the boot's, in the order 2, 1, 3, 4, 0
+  0  every invariant proved (or not applicable to the configuration) and the diff
+     found only what was expected
+  1  a refutation, an unexpected (or missing expected) difference, or a boot disagreement
+  2  bad input: a malformed tree (file:line: error: message), spec or option; a failed build
+  3  unverified (a modelled function's code differs), or the solver gave up
+  4  an invariant is vacuous
 """
 
 VALIDATE_HELP = """\
@@ -282,9 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--variant", choices=("pv", "pv32-n", "pv-n"), default=None,
                      help="without a .config: pv (the default), pv32-n or pv-n")
     chk.add_argument("--fred", choices=("on", "off"), default="off",
-                     help="event delivery: off (the IDT, default) or on (FRED; use --against specs/xen-fred.spec)")
-    chk.add_argument("--against", default="xen", metavar="FILE|NAME",
-                     help="the reference spec (default xen; xen-pv-n for CONFIG_PV=n, xen-fred with --fred on)")
+                     help="event delivery: off (the IDT, default) or on (FRED; the reference becomes xen-fred)")
+    chk.add_argument("--against", default=None, metavar="FILE|NAME",
+                     help="the reference spec (default: the tree's release model, e.g. xen or xen-4.20; "
+                          "xen-pv-n for CONFIG_PV=n, xen-fred with --fred on)")
+    chk.add_argument("--base", type=Path, metavar="OLD_TREE",
+                     help="the tree the change applies to (a merge request's target): diff OLD's extracted spec "
+                          "against the tree's and name the modelled functions the change edits")
+    chk.add_argument("--boot", action="store_true",
+                     help="also build the tree's Xen (about 5 minutes on 2 cores, cached) and run the real-Xen "
+                          "validation with the tree's spec as the prediction: unverified becomes proved or refuted")
     chk.add_argument("--expect", type=Path, metavar="FILE", help="the intended differences (pvsmt diff --expect)")
     chk.add_argument("--proofs", action="append", metavar="PATH",
                      help="an .inv file or a directory of them (repeatable; default: the shipped proofs/)")

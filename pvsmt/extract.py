@@ -27,6 +27,7 @@ from pathlib import Path
 from . import shipped
 from .errors import InputError, Location
 from . import xen_source as xs
+from .releases import model_of
 from .report import shown_path as shown
 
 GEN_IDT = Path("xen/arch/x86/include/asm/gen-idt.h")
@@ -912,7 +913,7 @@ def spec_text(ex: Extraction, name: str, loader) -> str:
     guests = "pv64, pv32" if pv32 else "pv64" if pv else "none"
     delivery = "FRED" if ex.fred is not None else "IDT"
     release = xs.release_text(ex.release)
-    model = xs.release_model(ex.release)
+    model = model_of(ex.release)
     out = [f"# Extracted by `pvsmt extract` from {shown(ex.tree)} ({ex.layout} layout),",
            f"# configuration: {ex.config_source}: {config_text(ex.config)}",
            f"# xen-release: {release} (xen/Makefile); release model: "

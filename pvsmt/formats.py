@@ -48,7 +48,7 @@ def summary(doc: dict) -> str:
     return f"{s['checks']} check{'' if s['checks'] == 1 else 's'}: {', '.join(parts) or 'none'}{tail}"
 
 
-SEVERITY = {"error": 0, "refuted": 1, "unknown": 2, "vacuous": 3, "proved": 4}
+SEVERITY = {"error": 0, "refuted": 1, "unknown": 2, "unverified": 2, "vacuous": 3, "not-applicable": 4, "proved": 4}
 
 
 def by_severity(checks: list[dict]) -> list[dict]:
@@ -314,7 +314,7 @@ def check_markdown(check: dict, verbose: bool) -> list[str]:
 def render_junit(doc: dict, verbose: bool = False, extra: tuple = ()) -> str:
     """One <testcase> per (invariant, spec), one <testsuite> per spec, via junitparser.  `extra` adds
     (suite, case, classname, failure message or None, text) test cases (check-xen's diff)."""
-    from junitparser import Error, Failure, JUnitXml, Properties, Property, TestCase, TestSuite
+    from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped, TestCase, TestSuite
     xml = JUnitXml("pvsmt prove")
     suites: dict[str, TestSuite] = {}
     for check in doc["checks"]:
@@ -332,9 +332,11 @@ def render_junit(doc: dict, verbose: bool = False, extra: tuple = ()) -> str:
         if check["verdict"] in ("refuted", "vacuous"):
             case.result = [Failure(f"{check['verdict']}: {note(check)}", check["verdict"])]
             case.result[0].text = details
-        elif check["verdict"] in ("unknown", "error"):
+        elif check["verdict"] in ("unknown", "error", "unverified"):  # unverified: check-xen
             case.result = [Error(f"{check['verdict']}: {note(check)}", check["verdict"])]
             case.result[0].text = details
+        elif check["verdict"] == "not-applicable":  # check-xen: the configuration excludes it
+            case.result = [Skipped(note(check))]
         else:
             case.system_out = details
         suites[check["spec"]].add_testcase(case)

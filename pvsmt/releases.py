@@ -63,3 +63,13 @@ def release_of(version: str) -> Release:
 def spec_for(version: str) -> str:
     """The name of the shipped spec that models Xen `version`."""
     return release_of(version).spec
+
+
+def model_of(release: tuple[int, int, str]) -> str | None:
+    """The spec modelling a tree's release as xen_source.tree_release reads it ((4, 20, ".0"),
+    (4, 23, "-unstable")), or None for a release older than every spec (before 4.17)."""
+    major, minor, extra = release
+    try:
+        return release_of(f"{major}.{minor}{extra}").spec
+    except InputError:
+        return None

@@ -57,23 +57,6 @@ def release_text(release: tuple[int, int, str]) -> str:
     return f"{release[0]}.{release[1]}{release[2]}"
 
 
-def release_model(release: tuple[int, int, str]) -> str | None:
-    """The spec (specs/NAME.spec) describing a release's behaviour, or None before 4.17."""
-    major, minor, extra = release
-    m = re.match(r"\.(\d+)", extra)
-    patch = int(m.group(1)) if m else None          # None: -unstable, -rc (before the .0 release)
-    if (major, minor) >= (4, 22):
-        return "xen"
-    floor = {21: 1, 20: 3, 19: 5}.get(minor) if major == 4 else None
-    if floor is not None:
-        return "xen" if patch is not None and patch >= floor else "xen-4.20"
-    if (major, minor) == (4, 17) and patch is not None and patch <= 2:
-        return "xen-4.17.0"
-    if (major, minor) in ((4, 17), (4, 18)):
-        return "xen-4.17"
-    return None
-
-
 # ---- include paths and constants --------------------------------------------------------------
 
 _DASH_I = re.compile(r"(?<![,\w])-I\s*\$\((BASEDIR|srctree|abs_srctree)\)/?(\S*)")

@@ -110,7 +110,7 @@ MINE = """invariant int3-is-bp {
 def test_check_xen_with_an_invariant_of_ones_own(installed):
     (installed[1] / "mine.inv").write_text(MINE)  # `specs xen`: the shipped spec
     p = run(installed, "check-xen", "--proofs", "mine.inv", str(TREE), timeout=300)
-    assert p.returncode in (0, 1) and not p.stderr, p.stderr
+    assert p.returncode in (0, 1, 3) and not p.stderr, p.stderr   # 3: the fixture tree has no modelled function
     assert "int3-is-bp" in p.stdout and "== the tree against spec xen" in p.stdout
 
 
