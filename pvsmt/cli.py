@@ -426,7 +426,8 @@ def cmd_explain(args) -> int:
     from . import report
     spec = SpecLoader().load(spec_path(args.spec))
     resolved = resolve(spec, settings(args))
-    ev = evaluate(resolved.config, guests=spec.has_guests)
+    from .contrast import with_fred
+    ev = with_fred(resolved.config, evaluate(resolved.config, guests=spec.has_guests), spec)
     if args.json:
         print(json.dumps(report.explain_json(spec, resolved, ev), indent=2))
     else:

@@ -10,6 +10,7 @@ gives the same bytes.
 from __future__ import annotations
 
 from .concrete import ConcreteEnv
+from .contrast import with_fred
 from .roles import Role, key_of
 from .lang.expr import Outcome, TableRef, Var, leaves
 from .report import (versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json, relevant, shown_path,
@@ -98,6 +99,7 @@ def rule_document(rule) -> dict:
 
 def counterexample_document(cex, inv, spec, overrides: dict | None = None) -> dict:
     ev, config = cex.evaluation, cex.config
+    ev = with_fred(config, ev, spec)  # an IDT-mode path says where FRED differs
     facts = cex.facts
     if overrides:  # the path's facts with each --set in place of the spec facts it overrides
         facts = path_facts(spec, config, list(dict.fromkeys([*ev.reads, *cex.inv_reads])), overrides)

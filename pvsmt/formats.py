@@ -1,7 +1,10 @@
 """Renderers of a prove report document (pvsmt.document) for people and tools.
 
-  text      for a terminal: a verdict table, then each check that needs a look
-  email     plain text wrapped at 72 columns, nothing wider: to quote in a review reply
+  text      for a terminal: a verdict table of the checks that are not proved, the proofs in one
+            line per spec, each check that needs a look, then each UNCERTAIN note the proofs
+            rely on, once, with the checks that share it (-v: every check, in full)
+  email     plain text wrapped at 72 columns, nothing wider: to quote in a review reply; the
+            refutations first, the proofs summarised as in text
   markdown  for a merge request: GitHub/GitLab tables and lists
   json      the document itself (docs/report-format.md)
   junit     JUnit XML, one test case per (invariant, spec): GitLab's test report panel
@@ -60,6 +63,65 @@ def by_severity(checks: list[dict]) -> list[dict]:
 def needs_a_look(check: dict) -> bool:
     relies = check["relies_on"]
     return check["verdict"] != "proved" or bool(relies["uncertain_rules"] or relies["uncertain_facts"])
+
+
+def uncertain_of(check: dict) -> bool:
+    relies = check["relies_on"]
+    return bool(relies["uncertain_rules"] or relies["uncertain_facts"])
+
+
+def shown_in_full(check: dict, verbose: bool) -> bool:
+    """A check with its own row and block: every one with -v, else all but the proofs (which
+    proved_lines summarises, and uncertain_groups lists where they rely on UNCERTAIN)."""
+    return verbose or check["verdict"] != "proved"
+
+
+def proved_lines(doc: dict) -> list[str]:
+    """The proofs, one line per spec: `xen  62 proved, 5 relying on UNCERTAIN (below)`."""
+    specs: dict[str, list[dict]] = {}
+    for check in doc["checks"]:
+        if check["verdict"] == "proved":
+            specs.setdefault(check["spec"], []).append(check)
+    width = max((len(s) for s in specs), default=0)
+    out = []
+    for spec, checks in specs.items():
+        line = f"{spec:<{width}}  {len(checks)} proved"
+        uncertain = sum(uncertain_of(c) for c in checks)
+        undetermined = sum(bool(c["relies_on"]["facts_unknown"]) for c in checks)
+        if uncertain:
+            line += f", {uncertain} relying on UNCERTAIN (below)"
+        if undetermined:
+            line += f", {undetermined} whose facts could not be determined"
+        out.append(line)
+    return out
+
+
+PROVED_HEAD = "proved, one line per spec (-v lists every check and the facts it relied on):"
+
+
+def uncertain_groups(doc: dict) -> list[tuple[list[str], list[str]]]:
+    """The proofs' UNCERTAIN notes, each once: (the note's lines, the checks relying on it as
+    `FILE:LINE: INVARIANT [SPEC, SPEC]`), in the order of their first check."""
+    groups: dict[tuple, tuple[list[str], dict[tuple, list[str]]]] = {}
+    for check in doc["checks"]:
+        if check["verdict"] != "proved":
+            continue
+        relies = check["relies_on"]
+        notes = [(("rule", r["rule"], r["uncertain"], r["source"]),
+                  [f"UNCERTAIN rule {r['rule']}: {r['uncertain']}", f"  source: {r['source']}"])
+                 for r in relies["uncertain_rules"]]
+        notes += [(("fact", f["name"], f["statement"], f["uncertain"], tuple(f["cites"])),
+                   [f"UNCERTAIN fact {f['name']} `{f['statement']}`: {f['uncertain']}",
+                    f"  source: {'; '.join(f['cites'])}"]) for f in relies["uncertain_facts"]]
+        for key, lines in notes:
+            _, users = groups.setdefault(key, (lines, {}))
+            users.setdefault((check["file"], check["line"], check["invariant"]), []).append(check["spec"])
+    return [(lines, [f"{f}:{line}: {inv} [{', '.join(specs)}]" for (f, line, inv), specs in users.items()])
+            for lines, users in groups.values()]
+
+
+def relied_on_by(users: list[str]) -> str:
+    return "  relied on by the proofs of:"
 
 
 def title(check: dict) -> str:
@@ -141,14 +203,23 @@ def counterexample_lines(check: dict, i: int, c: dict) -> list[str]:
 
 
 def render_text(doc: dict, verbose: bool = False) -> str:
+    shown = [c for c in doc["checks"] if shown_in_full(c, verbose)]
     rows = [(c["invariant"], c["spec"], c["verdict"]) + ((f"{c['seconds']:.3f}s",) if "seconds" in c else ())
-            + (note(c),) for c in doc["checks"]]
+            + (note(c),) for c in shown]
     heads = ("invariant", "spec", "verdict") + (("time",) if doc["checks"] and "seconds" in doc["checks"][0] else ()) \
         + ("counterexample / note",)
-    out = [header(doc), *whatif(doc), "", tabulate(rows, headers=heads)]
+    out = [header(doc), *whatif(doc)]
+    if rows:
+        out += ["", tabulate(rows, headers=heads)]
+    proved = [] if verbose else proved_lines(doc)
+    if proved:
+        out += ["", PROVED_HEAD] + ["  " + line for line in proved]
     for check in by_severity(doc["checks"]):
-        if needs_a_look(check) or verbose:
+        if verbose and needs_a_look(check) or check["verdict"] != "proved":
             out += [""] + check_text(check, verbose)
+    if not verbose:
+        for lines, users in uncertain_groups(doc):
+            out += ["", *lines, relied_on_by(users)] + ["    " + u for u in users]
     out += _unused_text(doc)
     out += ["", summary(doc)]
     return "\n".join(out) + "\n"
@@ -212,10 +283,21 @@ def wrap(text: str, indent: str = "", hanging: str | None = None) -> list[str]:
 def render_email(doc: dict, verbose: bool = False) -> str:
     out = wrap(header(doc)) + [w for line in whatif(doc) for w in wrap(line)] + wrap(summary(doc)) + [""]
     for check in by_severity(doc["checks"]):
-        out += wrap(f"{check['verdict']:<8} {check['invariant']} [{check['spec']}]", "", " " * 9)
+        if shown_in_full(check, verbose):
+            out += wrap(f"{check['verdict']:<8} {check['invariant']} [{check['spec']}]", "", " " * 9)
+    if not verbose:
+        for line in proved_lines(doc):
+            out += wrap(f"proved   {line}", "", " " * 9)
     for check in by_severity(doc["checks"]):
-        if needs_a_look(check) or verbose:
+        if verbose and needs_a_look(check) or check["verdict"] != "proved":
             out += [""] + check_email(check, verbose)
+    if not verbose:
+        for lines, users in uncertain_groups(doc):
+            out.append("")
+            for line in [*lines, relied_on_by(users)]:
+                out += wrap(line.strip(), _indent(line), _indent(line) + "  ")
+            for u in users:
+                out += wrap(u, "    ", "      ")
     unused = _unused_text(doc)
     out += [w for line in unused for w in wrap(line, _indent(line))]
     return "\n".join(out) + "\n"
@@ -271,11 +353,21 @@ def render_markdown(doc: dict, verbose: bool = False) -> str:
     out = [f"## pvsmt prove: {summary(doc)}", "", f"_{header(doc)}_", ""]
     out += [f"**{line}**" for line in whatif(doc)] + ([""] if whatif(doc) else [])
     rows = [(f"`{c['invariant']}`", c["spec"], f"**{c['verdict']}**" if c["verdict"] != "proved" else "proved",
-             _md(note(c))) for c in doc["checks"]]
-    out += [tabulate(rows, headers=("invariant", "spec", "verdict", "counterexample / note"), tablefmt="github"), ""]
+             _md(note(c))) for c in doc["checks"] if shown_in_full(c, verbose)]
+    if rows:
+        out += [tabulate(rows, headers=("invariant", "spec", "verdict", "counterexample / note"), tablefmt="github"), ""]
+    proved = [] if verbose else proved_lines(doc)
+    if proved:
+        out += [f"**{PROVED_HEAD[0].upper()}{PROVED_HEAD[1:-1]}**", ""]
+        out += [f"- `{spec}`{_md(rest)}" for spec, _, rest in (line.partition(" ") for line in proved)] + [""]
     for check in by_severity(doc["checks"]):
-        if needs_a_look(check) or verbose:
+        if verbose and needs_a_look(check) or check["verdict"] != "proved":
             out += check_markdown(check, verbose)
+    if not verbose:
+        for lines, users in uncertain_groups(doc):
+            head, _, rest = lines[0].partition(": ")
+            out += [f"### {head}", "", _md(rest), "", f"_{lines[1].strip()}_", "", relied_on_by(users).strip(), ""]
+            out += [f"- {_md(u)}" for u in users] + [""]
     if "unused_facts" in doc:
         out += ["### Spec facts no verdict relied on", ""]
         out += [f"- `{f['name']}` `{f['statement']}`" for facts in doc["unused_facts"].values() for f in facts]

@@ -54,6 +54,8 @@ def test_proved_exits_0(tmp_path, capsys):
             "guest.event == exception and guest.vector == 3 and guest.kind == trap")
     code, out, _ = run(capsys, "prove", str(f))
     assert code == 0
+    assert re.search(r"^\s+xen\s+1 proved$", out, re.M)  # proofs: one line per spec
+    code, out, _ = run(capsys, "prove", str(f), "-v")
     assert re.search(r"^t\s+xen\s+proved", out, re.M)
 
 

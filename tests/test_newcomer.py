@@ -179,6 +179,85 @@ def test_refutations_come_first(capsys):
         verdicts, key=["error", "refuted", "unknown", "vacuous", "proved"].index)
 
 
+BOUND_UD = """invariant bound-64bit-ud {
+  specs xen, xen-4.17, xen-fred
+  cite "t"
+  assume insn == bound and mode == long64
+  assume sig_read_fault == 0 and tt[6].present
+  prove guest.event == exception and guest.vector == 6
+}
+
+invariant bound-64bit-ud-again {
+  specs xen, xen-4.17
+  cite "t"
+  assume insn == bound and mode == long64 and tt[6].present and sig_read_fault == 0
+  prove guest.event == exception
+}
+
+invariant int3-is-bp {
+  specs xen, xen-4.17
+  cite "t"
+  assume insn == int3 and tt[3].present and not debugger
+  prove guest.vector == 3
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def proved_reports(tmp_path_factory):
+    """Text, email and markdown (default and -v) of an all-proved run: 7 checks on 3 specs, two
+    invariants relying on one UNCERTAIN rule (hw.bound.long64) on every spec."""
+    f = tmp_path_factory.mktemp("proved") / "bound.inv"
+    f.write_text(BOUND_UD)
+    out = {}
+    for fmt in ("text", "email", "markdown"):
+        for verbose in ((), ("-v",)):
+            out_file = f.parent / f"{fmt}{''.join(verbose)}.out"
+            assert main(["prove", str(f), "--format", fmt, "-o", str(out_file), *verbose]) == 0
+            out[(fmt, bool(verbose))] = out_file.read_text()
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["text", "email", "markdown"])
+def test_proofs_are_one_line_per_spec_unless_verbose(proved_reports, fmt):
+    short, full = proved_reports[(fmt, False)], proved_reports[(fmt, True)]
+    assert "int3-is-bp" not in short and "int3-is-bp" in full
+    for spec, n in (("xen", 3), ("xen-4.17", 3), ("xen-fred", 1)):
+        assert sum(spec in line.replace("`", " ").split() and f" {n} proved" in line
+                   for line in short.splitlines()) == 1, short
+    assert len(short.splitlines()) < len(full.splitlines()) / 2
+
+
+@pytest.mark.parametrize("fmt", ["text", "email", "markdown"])
+def test_identical_uncertain_notes_are_grouped(proved_reports, fmt):
+    short = " ".join(proved_reports[(fmt, False)].split())  # the email wraps lines
+    assert short.count("hw.bound.long64") == 1 and short.count("0x62 is the EVEX prefix") == 1, short
+    listing = short[short.index("hw.bound.long64"):]
+    assert "bound-64bit-ud [xen, xen-4.17, xen-fred]" in listing and "bound-64bit-ud-again [xen, xen-4.17]" in listing
+    assert " ".join(proved_reports[(fmt, True)].split()).count("0x62 is the EVEX prefix") == 5  # -v: each in full
+
+
+def test_refutations_are_shown_in_full_beside_the_summarised_proofs(capsys):
+    code, out, _ = run(capsys, "prove", str(ROOT / "proofs" / "pv-n.inv"), "--set", "idt.4.dpl=0")
+    table = out.split("\n\n")[1].splitlines()
+    assert code == 1 and table[0].startswith("invariant") and all(" refuted " in row for row in table[2:]), table
+    assert "path:" in out and "proved, one line per spec" in out
+
+
+def test_an_idt_path_says_where_fred_differs(capsys):
+    int80 = ["--set", "insn=int_n", "--set", "vector=0x80", "--set", "tt.0x80.present=1", "--set", "tt.0x80.dpl=0"]
+    code, out, _ = run(capsys, "explain", "--spec", "xen", *int80)
+    step = next(line for line in out.splitlines() if "IDT delivery (opt_fred=0)" in line)
+    assert code == 0 and "with FRED (opt_fred=1) the guest sees instead: #GP(0x402)" in step and "traps.c" in step
+    code, out, _ = run(capsys, "explain", "--spec", "xen", "--set", "insn=int3")  # the same under FRED
+    assert [line for line in out.splitlines() if "opt_fred" in line] == ["  3. [xen] IDT delivery (opt_fred=0)"]
+    code, out, _ = run(capsys, "explain", "--spec", "xen-4.17", *int80)  # 4.17 has no FRED code
+    assert "FRED" not in out
+    code, out, _ = run(capsys, "explain", "--spec", "xen", "--set", "insn=int3", "--set", "guest=pv32",
+                       "--set", "mode=compat", "--set", "cpl=3")
+    assert "FRED (opt_fred=1) runs no PV32 guests" in out
+
+
 def test_explain_help_shows_explains_exit_codes(capsys):
     with pytest.raises(SystemExit):
         main(["explain", "--help"])
