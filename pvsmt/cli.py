@@ -170,6 +170,9 @@ banner (specs/xen-4.17.spec for 4.17 and 4.18, xen-4.20 for 4.19.0-4.21.0, xen f
 later; --spec to choose).  The prediction runs on the emulator's CPU: the model's
 hardware layer with QEMU's known divergences (the --known file) applied.  Needs QEMU
 10 or later (7.2 puts a wrong error code in the #GP that Xen decodes INT $N from).
+Each --vendor (default: both) is one set of runs on QEMU's `-cpu max` with that
+vendor's CPUID (Xen takes its AMD paths there: SYSCALL from compatibility mode
+enters through CSTAR, SYSENTER is never set up), predicted for that vendor.
 
 exit status:
   0  no unexplained disagreement, and every applicable listed divergence occurred
@@ -520,7 +523,8 @@ def cmd_validate_xen(args) -> int:
         xen = build_xen(args.xen_tree, progress=lambda line: print(line, file=sys.stderr))
     spec = SpecLoader().load(spec_path(args.spec)) if args.spec else None
     try:
-        runs = xv.validate_all(xen, args.guest, spec, divergences, load=lambda name: SpecLoader().load(spec_path(name)))
+        runs = xv.validate_all(xen, args.guest, spec, divergences, load=lambda name: SpecLoader().load(spec_path(name)),
+                               vendors=args.vendor)
     except (RuntimeError, ValueError, OSError) as exc:  # the guest, QEMU or Xen failed
         raise InputError(f"--xen {xen}", f"{type(exc).__name__}: {exc}") from None
     sys.stdout.write("\n".join(xv.report(r, divergences, args.verbose) for r in runs))

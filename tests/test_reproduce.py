@@ -105,6 +105,15 @@ def test_finding9_pv64_kernel_sysenter_crashes_the_domain(monkeypatch, capsys):
     assert (code, r.observation.event) == (0, "domain_crash")
 
 
+def test_finding3_pv32_syscall_without_callback_gp0_on_amd(monkeypatch, capsys):
+    # compat_syscall: a null syscall32 selector is "no callback": #GP(0), %eip rewound by 2
+    code, _, r = reproduce(monkeypatch, capsys, "master",
+                           *sets("guest=pv32", "vendor=amd", "insn=syscall", "cb.syscall32=0"))
+    o = r.observation
+    assert r.info["vendor"] == "amd" and not r.plan.case.cb_syscall32
+    assert (code, o.event, o.vector, o.error_code, o.rip) == (0, "exception", 13, 0, "insn")
+
+
 def test_finding10_syscall32_bounce_masks_per_the_syscall_flag(monkeypatch, capsys):
     code, _, r = reproduce(monkeypatch, capsys, "master",
                            *sets("vendor=amd", "guest_mode=user", "mode=compat", "insn=syscall", "cb.syscall32=1"))

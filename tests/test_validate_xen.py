@@ -1,9 +1,11 @@
 """`pvsmt validate --xen`: the Xen plan, its coverage, the release specs and real runs.
 
 Real runs boot Debian's Xen 4.17.7 (PV64) and Xen master built from ../shared (PV64 and
-PV32) under QEMU 10 (tests/xen_builds.py); they skip when those are absent unless
-PVSMT_REQUIRE_XEN=1.  Each real run happens once per test process (a fixture), and the
-checks of a planted model error re-compare its recorded observations without booting.
+PV32) under QEMU 10 (tests/xen_builds.py), on an Intel-like and an AMD-like CPU (`-cpu
+max` with either vendor's CPUID); they skip when those are absent unless
+PVSMT_REQUIRE_XEN=1.  Each real run (Xen, guest kind, vendor) happens once per test
+process, and the checks of a planted model error re-compare its recorded observations
+without booting.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pvsmt.releases import spec_for
 from pvsmt.validate import known
 from pvsmt.validate.xenplan import NOT_VALIDATED, Predictor, as_observed, coverage, plan
 from pvsmt.validate.xenrun import run_xen_cases
-from pvsmt.validate.xenvalidate import compare, emulator_divergences
+from pvsmt.validate.xenvalidate import compare, emulator_divergences, report, validate_all
 
 from xen_builds import xen_binary
 
@@ -37,8 +39,32 @@ def spec(name: str):
 # ---- the plan, without Xen -------------------------------------------------------------
 
 def test_the_plan_takes_every_xen_rule_a_run_can_take():
-    runs = [(plan(g), Predictor(spec(s))) for g in ("pv64", "pv32") for s in ("xen", "xen-4.17")]
+    runs = [(plan(g), Predictor(spec(s), v)) for g in ("pv64", "pv32") for s in ("xen", "xen-4.17")
+            for v in ("intel", "amd")]
     assert coverage(runs) == []
+
+
+def test_syscall_from_compatibility_mode_needs_an_amd_run():
+    def missed(vendor):
+        return coverage([([c for c in plan(g) if c.insn == "syscall"], Predictor(spec("xen"), vendor))
+                         for g in ("pv64", "pv32")])
+    assert {"xen.cstar.pv64", "xen.cstar.pv32"} <= set(missed("intel"))
+    assert not {"xen.cstar.pv64", "xen.cstar.pv32"} & set(missed("amd"))
+
+
+def test_the_amd_prediction_takes_qemus_amd_divergences():
+    # QEMU's AMD models run SYSENTER in compatibility mode (Xen leaves SYSENTER_CS null on AMD:
+    # #GP(0)) where an AMD CPU raises #UD; the Intel prediction takes no AMD entry
+    info = {"emulator_version": "QEMU emulator version 10.0.2"}
+    amd = {d.id for d in emulator_divergences(DIVERGENCES, info, "amd")}
+    intel = {d.id for d in emulator_divergences(DIVERGENCES, info, "intel")}
+    assert {"qemu-amd-compat-sysenter", "qemu-amd-compat-sysenter-null-cs"} <= amd
+    assert not {d for d in intel if d.startswith("qemu-amd-")}
+    case = next(c for c in plan("pv64") if c.insn == "sysenter" and c.mode == "compat" and c.guest_mode == "user")
+    on_amd = Predictor(spec("xen"), "amd", emulator_divergences(DIVERGENCES, info, "amd")).predict(case)
+    assert on_amd.divergence == "qemu-amd-compat-sysenter-null-cs"
+    assert as_observed(case, on_amd.guest) == ("exception", 13, 0, "insn", False)
+    assert as_observed(case, Predictor(spec("xen"), "amd").predict(case).guest)[:2] == ("exception", 6)
 
 
 def test_a_release_or_guest_kind_alone_misses_its_rules():
@@ -93,17 +119,17 @@ def test_a_release_without_a_model_is_an_error(version):
 # ---- real runs -------------------------------------------------------------------------
 
 @functools.cache
-def observed(xen_name: str, guest: str):
-    """The plan's observations on a real Xen (booted once per process)."""
+def observed(xen_name: str, guest: str, vendor: str = "intel"):
+    """The plan's observations on a real Xen (booted once per process and vendor)."""
     xen = xen_binary(xen_name)
     cases = plan(guest)
-    observations, info = run_xen_cases(xen, guest, cases)
+    observations, info = run_xen_cases(xen, guest, cases, vendor=vendor)
     return cases, observations, info
 
 
-def run_with(xen_name: str, guest: str, spec_name: str, divergences=DIVERGENCES):
-    cases, observations, info = observed(xen_name, guest)
-    predictor = Predictor(spec(spec_name), "intel", emulator_divergences(divergences, info))
+def run_with(xen_name: str, guest: str, spec_name: str, divergences=DIVERGENCES, vendor: str = "intel"):
+    cases, observations, info = observed(xen_name, guest, vendor)
+    predictor = Predictor(spec(spec_name), vendor, emulator_divergences(divergences, info, vendor))
     return compare(xen_name, guest, spec(spec_name), info, cases, observations, predictor, divergences)
 
 
@@ -148,13 +174,49 @@ def test_a_known_xen_divergence_that_explains_nothing_fails_the_run(tmp_path):
     assert {d.id for d in run.stale} == {"int-n-legacy-plus2", "int-n-rex-delivered"}
 
 
+@pytest.mark.parametrize("vendor", ["intel", "amd"])
 @pytest.mark.parametrize("xen_name, guest, spec_name", [
     ("debian-4.17", "pv64", "xen-4.17"), ("master", "pv64", "xen"), ("master", "pv32", "xen")])
-def test_the_release_spec_predicts_real_xen(xen_name, guest, spec_name):
-    run = run_with(xen_name, guest, spec_name)
+def test_the_release_spec_predicts_real_xen(xen_name, guest, spec_name, vendor):
+    run = run_with(xen_name, guest, spec_name, vendor=vendor)
     assert run.info["xen_version"] and spec_for(run.info["xen_version"]) == spec_name
+    assert run.vendor == vendor and run.info["cpu"].startswith("max,vendor=")
     assert run.unexplained == [] and run.failed == [] and run.uncertain == []
     assert run.agree == run.cases >= 1000
+    if vendor == "amd":  # QEMU's AMD SYSENTER in compatibility mode shaped some predictions
+        assert run.via_emulator.get("qemu-amd-compat-sysenter-null-cs", 0) > 0
+
+
+@pytest.mark.parametrize("xen_name, guest", [("debian-4.17", "pv64"), ("master", "pv64"), ("master", "pv32")])
+def test_syscall_from_compatibility_mode_on_amd_reaches_xens_cstar_path(xen_name, guest):
+    cases, observations, _ = observed(xen_name, guest, "amd")
+    compat = [(c, o) for c, o in zip(cases, observations) if c.insn == "syscall" and c.mode == "compat"]
+    assert {c.guest_mode for c, _ in compat} == {"kernel", "user"}
+    for c, o in compat:
+        if c.cb_syscall32:
+            # PV64: switch_to_kernel masks per the 64-bit syscall flag; PV32: compat_syscall per syscall32's
+            flag = c.cb_syscall_mask if guest == "pv64" else c.cb_syscall32_mask
+            assert (o.event, o.callback, o.rip, o.masked) == ("callback", "syscall32", "next", flag)
+        elif guest == "pv64":
+            assert (o.event, o.vector, o.error_code, o.rip) == ("exception", 6, -1, "insn")
+        else:  # compat_syscall with a null selector: #GP(0), %eip rewound by 2
+            assert (o.event, o.vector, o.error_code, o.rip) == ("exception", 13, 0, "insn")
+    cases, observations, _ = observed(xen_name, guest, "intel")
+    assert all(o.vector == 6 for c, o in zip(cases, observations) if c.insn == "syscall" and c.mode == "compat")
+
+
+def test_validate_all_runs_each_vendor_and_names_it():
+    def runner(xen, guest, cases, vendor):
+        if guest == "pv32":
+            raise RuntimeError("(XEN) Xen built without CONFIG_PV32")
+        return observed("debian-4.17", guest, vendor)[1:]
+    runs = validate_all(Path("xen.gz"), None, None, DIVERGENCES, spec, runner, vendors=["amd"])
+    assert [(r.guest, r.vendor) for r in runs] == [("pv64", "amd"), ("pv32", "amd")]
+    assert runs[0].ok and runs[0].agree == runs[0].cases
+    text = report(runs[0], DIVERGENCES)
+    assert re.search(r"Xen 4\.17\.\d+\s+pv64\s+amd\s+xen-4\.17\s", text)
+    assert "max,vendor=AuthenticAMD" in text and "qemu-amd-compat-sysenter-null-cs" in text
+    assert report(runs[1], DIVERGENCES).startswith("pv32 (amd): not run")
 
 
 def test_xen_417_resumes_a_prefixed_int_inside_it_and_delivers_rex():
@@ -190,6 +252,14 @@ def test_the_command_on_debians_417(capsys):
     code = main(["validate", "--xen", str(xen_binary("debian-4.17")), "--guest", "pv64"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert re.search(r"Xen 4\.17\.\d+\s+pv64\s+xen-4\.17\s", out)
-    assert re.search(r"\d+ cases: \d+ agree with the model, 0 known divergences, 0 on UNCERTAIN paths, 0 unexplained, "
-                          r"0 not run", out)
+    for vendor in ("intel", "amd"):  # both by default
+        assert re.search(rf"Xen 4\.17\.\d+\s+pv64\s+{vendor}\s+xen-4\.17\s", out)
+        assert re.search(rf"\d+ cases \(pv64, {vendor}\): \d+ agree with the model, 0 known divergences, "
+                         r"0 on UNCERTAIN paths, 0 unexplained, 0 not run", out)
+
+
+def test_the_command_on_one_vendor(capsys):
+    code = main(["validate", "--xen", str(xen_binary("master")), "--guest", "pv32", "--vendor", "amd"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"Xen 4\.23-unstable\s+pv32\s+amd\s+xen\s", out) and "intel" not in out.split("\n\n")[0]

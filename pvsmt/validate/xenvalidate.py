@@ -7,8 +7,10 @@ event first), so a disagreement is Xen's or the model's: `uncertain` when the
 prediction's path uses a rule the reference marks UNCERTAIN, `unexplained`
 otherwise.  A run fails on an unexplained disagreement and on a case the guest could
 not run (error, timeout).  That the plan takes every Xen rule a run can take is
-checked by the tests, over both guest kinds and both kinds of release
-(xenplan.coverage).
+checked by the tests, over both guest kinds, both kinds of release and both CPU
+vendors (xenplan.coverage).  Each run is one Xen, one guest kind and one CPU vendor
+(QEMU's `-cpu max` with the vendor's CPUID: xenrun.QEMU_CPUS); the prediction and the
+known divergences applied are those of that vendor.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..concrete import ConcreteEnv
 from ..lang.expr import Expr
 from ..releases import spec_for
 from ..spec import Spec
+from ..vocab import Vendor
 from .run import version_number
 from .xencases import XenCase
 from .xenplan import Predictor, as_observed, describe, observed, plan
@@ -43,6 +46,7 @@ class XenRun:
     spec: Spec
     info: dict
     cases: int = 0
+    vendor: str = "intel"
     agree: int = 0
     via_emulator: dict[str, int] = field(default_factory=dict)  # emulator divergence id -> cases it shaped
     known: dict[str, int] = field(default_factory=dict)  # known Xen divergence id -> cases it explains
@@ -62,36 +66,43 @@ def emulator_divergences(divergences, info: dict, vendor: str = "intel") -> list
     return [d for d in divergences if d.applies("qemu", version, vendor)]
 
 
-def validate_all(xen: Path, guests, spec: Spec | None, divergences, load, runner=None) -> list[XenRun]:
-    """One run per guest kind (default: pv64, and pv32 unless the hypervisor lacks CONFIG_PV32),
-    each predicted with `spec`, or the shipped spec of the release in Xen's banner (`load(name)`)."""
+VENDORS = ("intel", "amd")
+
+
+def validate_all(xen: Path, guests, spec: Spec | None, divergences, load, runner=None,
+                 vendors=None) -> list[XenRun]:
+    """One run per CPU vendor (default: intel and amd) and guest kind (default: pv64, and pv32
+    unless the hypervisor lacks CONFIG_PV32), each predicted for that vendor with `spec`, or the
+    shipped spec of the release in Xen's banner (`load(name)`)."""
     if runner is None:
         from .xenrun import run_xen_cases as runner
     runs = []
-    for guest in guests or ("pv64", "pv32"):
-        cases = plan(guest)
-        try:
-            observations, info = runner(xen, guest, cases)
-        except RuntimeError as exc:
-            why = next((line for line in str(exc).splitlines() if "CONFIG_PV32" in line), "")
-            if guests or guest != "pv32" or not why:
-                raise
-            runs.append(skipped(xen, guest, why.replace("(XEN)", "Xen:").strip()))
-            continue
-        chosen = spec if spec is not None else load(spec_for(info["xen_version"]))
-        predictor = Predictor(chosen, "intel", emulator_divergences(divergences, info))
-        runs.append(compare(str(xen), guest, chosen, info, cases, observations, predictor, divergences))
+    for vendor in vendors or VENDORS:
+        for guest in guests or ("pv64", "pv32"):
+            cases = plan(guest)
+            try:
+                observations, info = runner(xen, guest, cases, vendor=vendor)
+            except RuntimeError as exc:
+                why = next((line for line in str(exc).splitlines() if "CONFIG_PV32" in line), "")
+                if guests or guest != "pv32" or not why:
+                    raise
+                runs.append(skipped(xen, guest, why.replace("(XEN)", "Xen:").strip(), vendor))
+                continue
+            info.setdefault("vendor", vendor)
+            chosen = spec if spec is not None else load(spec_for(info["xen_version"]))
+            predictor = Predictor(chosen, vendor, emulator_divergences(divergences, info, vendor))
+            runs.append(compare(str(xen), guest, chosen, info, cases, observations, predictor, divergences))
     return runs
 
 
-def skipped(xen: Path, guest: str, why: str) -> XenRun:
+def skipped(xen: Path, guest: str, why: str, vendor: str = "intel") -> XenRun:
     """A guest kind the hypervisor cannot run (PV32 without CONFIG_PV32): no cases, and why."""
-    return XenRun(str(xen), guest, None, {"skipped": why})
+    return XenRun(str(xen), guest, None, {"skipped": why, "vendor": vendor}, vendor=vendor)
 
 
-def xen_divergences(divergences, info: dict) -> list:
-    """The known divergences of the Xen build that ran (keyed by its version)."""
-    return [d for d in divergences if d.applies("xen", str(info.get("xen_version", "")), "intel")]
+def xen_divergences(divergences, info: dict, vendor: str = "intel") -> list:
+    """The known divergences of the Xen build that ran (keyed by its version) on the vendor's CPU."""
+    return [d for d in divergences if d.applies("xen", str(info.get("xen_version", "")), vendor)]
 
 
 def explained_by(entries, case: XenCase, prediction, config, seen: tuple):
@@ -106,8 +117,11 @@ def explained_by(entries, case: XenCase, prediction, config, seen: tuple):
 
 def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, predictor: Predictor,
             divergences=()) -> XenRun:
-    entries = xen_divergences(divergences, info)
-    run = XenRun(xen, guest, spec, info, len(cases), known={d.id: 0 for d in entries})
+    vendor = info.get("vendor", "intel")
+    if Vendor.parse(vendor) != predictor.vendor:
+        raise ValueError(f"observations on a {vendor} CPU predicted for {predictor.vendor.label}")
+    entries = xen_divergences(divergences, info, vendor)
+    run = XenRun(xen, guest, spec, info, len(cases), vendor=vendor, known={d.id: 0 for d in entries})
     for case, obs in zip(cases, observations, strict=True):
         p = predictor.predict(case)
         if p.divergence:
@@ -140,8 +154,9 @@ def case_text(case: XenCase) -> str:
         parts.append(f"OF={int(case.of)}")
     if case.insn == "bound":
         parts.append("in range" if case.bound_in_range else "out of range")
-    if case.insn in ("syscall", "sysenter"):
-        parts.append("callbacks " + ("registered" if case.cb_sysenter else "not registered"))
+    if case.insn in ("syscall", "sysenter"):  # the callback the instruction's path reads
+        name = "sysenter" if case.insn == "sysenter" else "syscall" if case.mode == "long64" else "syscall32"
+        parts.append(f"{name} callback " + ("registered" if getattr(case, f"cb_{name}") else "not registered"))
     parts += [f"TT[{v:#04x}] " + (f"vDPL{dpl}" if present else "null") for v, present, dpl in case.tt]
     if case.tt_if:
         parts.append("TT IF flag set")
@@ -151,13 +166,14 @@ def case_text(case: XenCase) -> str:
 def report(run: XenRun, divergences, verbose: bool = False) -> str:
     info = run.info
     if "skipped" in info:
-        return f"{run.guest}: not run on {run.xen}: {info['skipped']}\n"
-    rows = [(f"Xen {info.get('xen_version', '?')}", run.guest, run.spec.name, info.get("emulator_version", "?"),
-             run.cases, run.agree, sum(run.known.values()), len(run.uncertain), len(run.unexplained),
-             len(run.failed))]
-    out = [tabulate(rows, headers=("hypervisor", "guest", "spec", "emulator", "cases", "agree", "known divergence",
-                                   "uncertain", "unexplained", "not run"))]
-    out += ["", f"Xen: {info.get('xen_banner', '?')} ({run.xen}); {info.get('boots', '?')} boot(s)",
+        return f"{run.guest} ({run.vendor}): not run on {run.xen}: {info['skipped']}\n"
+    rows = [(f"Xen {info.get('xen_version', '?')}", run.guest, run.vendor, run.spec.name,
+             info.get("emulator_version", "?"), run.cases, run.agree, sum(run.known.values()), len(run.uncertain),
+             len(run.unexplained), len(run.failed))]
+    out = [tabulate(rows, headers=("hypervisor", "guest", "vendor", "spec", "emulator", "cases", "agree",
+                                   "known divergence", "uncertain", "unexplained", "not run"))]
+    out += ["", f"Xen: {info.get('xen_banner', '?')} ({run.xen}); {info.get('boots', '?')} boot(s), "
+                f"{info.get('seconds', '?')} s; CPU: QEMU -cpu {info.get('cpu', '?')} ({run.vendor})",
             f"predicted with spec {run.spec.name} ({run.spec.title}) on the emulator's CPU: the model's hardware "
             f"layer, with the emulator's known divergences applied"]
     by_id = {d.id: d for d in divergences}
@@ -177,13 +193,14 @@ def report(run: XenRun, divergences, verbose: bool = False) -> str:
     for kind, items in (("UNEXPLAINED", run.unexplained), ("NOT RUN", run.failed), ("uncertain", run.uncertain)):
         shown = items if verbose or kind != "uncertain" else items[:5]
         for x in shown:
-            out += ["", f"{kind} ({run.guest} on Xen {info.get('xen_version', '?')}) {case_text(x.case)}",
+            out += ["", f"{kind} ({run.guest} on Xen {info.get('xen_version', '?')}, {run.vendor}) "
+                        f"{case_text(x.case)}",
                     f"  model: {describe(x.model)}", f"  Xen:   {describe(x.xen)}"
                     + (f" ({x.detail})" if x.detail else "")]
             out += [f"    {step}" for step in x.path] if verbose else []
         if len(items) > len(shown):
             out.append(f"  ... and {len(items) - len(shown)} more (-v shows all)")
-    out += ["", f"{run.cases} cases: {run.agree} agree with the model, {sum(run.known.values())} known divergences, "
+    out += ["", f"{run.cases} cases ({run.guest}, {run.vendor}): {run.agree} agree with the model, {sum(run.known.values())} known divergences, "
                 f"{len(run.uncertain)} on UNCERTAIN paths, {len(run.unexplained)} unexplained, {len(run.failed)} not run"
                 + (f"; {len(run.stale)} listed divergence(s) no longer occur" if run.stale else "")]
     return "\n".join(out) + "\n"

@@ -175,7 +175,12 @@ static slong reg_callback(u32 type, void (*fn)(void), int mask)
     r.type = type;
     r.flags = mask ? CALLBACKF_mask_events : 0;
 #ifndef __x86_64__
-    r.cs = KERNEL_CS;
+    /* "not registered" is a null selector as well as address 0: compat_syscall
+     * tests the selector (x86_64/compat/entry.S L210-216, testl $~3,%esi), not the
+     * address, so address 0 with FLAT_RING1_CS would be bounced to EIP 0 (the
+     * syscall bounce frame, 20 bytes, then a #PF frame on top: 36 bytes); sysenter_entry
+     * tests the address (x86_64/entry.S L413-425, testq %rax,%rax) */
+    r.cs = fn ? KERNEL_CS : 0;
 #endif
     r.address = (ulong)fn;
     return hcall(HC_callback_op, CALLBACKOP_register, (ulong)&r, 0, 0, 0);
