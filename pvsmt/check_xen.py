@@ -211,7 +211,7 @@ def _boot(args, result: ex.Extraction, loader, tmp, functions: xf.Comparison, de
         boot.cases += r.cases
         boot.agree += r.agree + sum(r.known.values())
         predictor = Predictor(r.spec, "intel", xv.emulator_divergences(divergences, r.info))
-        for d in r.unexplained + r.failed + r.uncertain:
+        for d in r.unexplained + r.failed:        # an UNCERTAIN rule's disagreement refutes nothing
             rules = [s.rule.name for s in predictor.predict(d.case).evaluation.trace]
             boot.disagreements.append((r.guest, xv.case_text(d.case), xv.describe(d.model), xv.describe(d.xen), rules))
     ran_pv32 = any(r.guest == "pv32" and r.spec is not None for r in runs)

@@ -35,7 +35,7 @@ TRAPS_C = "xen/arch/x86/traps.c"
 
 #: master's do_general_protection without the vDPL check: every permitted-or-not INT $N is emulated
 NO_VDPL = Edit(TRAPS_C, 1447, ("        if ( permit_softint(TI_GET_DPL(ti), v, regs) )",),
-               ("        if ( 1 /* the vDPL check dropped */ )",))
+               ("        if ( ti /* the vDPL check dropped: always true */ )",))   # ti used: -Werror builds it
 #: a pure refactor: comments and layout inside do_general_protection and gen-idt.h, nothing else
 REFACTOR = (Edit(TRAPS_C, 1441, ("    if ( regs->error_code & X86_XEC_IDT )",),
                  ("    /* an IDT-format error code: INT $N through a DPL0 gate */",
