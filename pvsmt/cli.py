@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list the spec facts that no verdict relied on")
     prove.add_argument("--timings", action="store_true",
                        help="add wall-clock times (the report is then no longer the same bytes on every run)")
+    prove.add_argument("--no-cache", action="store_true",
+                       help="neither use nor store a cached result (runs whose inputs have not changed are "
+                            "answered from $XDG_CACHE_HOME/pvsmt, default ~/.cache/pvsmt)")
     prove.add_argument("--rlimit", type=int, default=50_000_000, metavar="N",
                        help="Z3 resource limit per query: a deterministic work budget (default 50000000; "
                             "0: none)")
@@ -386,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command in ("prove", "diff", "check-xen"):
+        if args.command in ("diff", "check-xen"):  # prove arms it when it solves (prove_run.prove)
             from .interrupt import install
             install()
         return COMMANDS[args.command](args)
@@ -412,8 +415,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def settings(args) -> dict[str, object]:
-    from .configure import parse_setting
     out: dict[str, object] = {}
+    if not args.settings:
+        return out
+    from .configure import parse_setting
     for arg in args.settings:
         name, value = parse_setting(arg)
         if name in out and out[name] != value:

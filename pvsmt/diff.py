@@ -27,6 +27,7 @@ from .encode import Encoding, _is_py, _z3, knob_var, value_of
 from .errors import InputError, ModelDisagreement
 from .model import Rule
 from .model.outcome import differs, leaves_open
+from .progress import Progress
 from .smt import GaveUp, Limits, Sat, Unknown, Unsat, check, new_solver
 from .solve import config_from_model
 from .spec import Spec
@@ -487,18 +488,26 @@ class Differ:
         solver = self.joint.solver(target)
         general = Generalizer(self.joint, target, concrete_target)
         found = into
-        while True:
-            answer = check(solver)
-            if isinstance(answer, Unsat):
-                found[:] = _drop_subsumed(found)
-                return
-            if isinstance(answer, Unknown):
-                raise Incomplete(f"the solver gave up ({answer.reason}) after {len(found)} class(es)")
-            if len(found) >= self.max_classes:
-                raise Incomplete(f"more than {self.max_classes} classes")
-            cls = general(answer.model)
-            found.append(cls)
-            solver.add(z3.Not(z3.And(*[self.joint.condition(l) for l in cls.literals])))
+        sides = self.joint.sides
+        what = "differences" if concrete_target == self._differs else "silences"
+        with Progress(f"pvsmt diff {sides['old'].spec.name} {sides['new'].spec.name}") as progress:
+            while not self._next_class(solver, general, found):
+                progress.step(f"{what}: {len(found)} class(es) so far")
+
+    def _next_class(self, solver, general, found: list[DiffClass]) -> bool:
+        """One more class into `found`; True when Z3 proves none is left."""
+        answer = check(solver)
+        if isinstance(answer, Unsat):
+            found[:] = _drop_subsumed(found)
+            return True
+        if isinstance(answer, Unknown):
+            raise Incomplete(f"the solver gave up ({answer.reason}) after {len(found)} class(es)")
+        if len(found) >= self.max_classes:
+            raise Incomplete(f"more than {self.max_classes} classes")
+        cls = general(answer.model)
+        found.append(cls)
+        solver.add(z3.Not(z3.And(*[self.joint.condition(l) for l in cls.literals])))
+        return False
 
 
 def _decide(solver: z3.Solver) -> bool | None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from . import shipped
 from .errors import InputError, Location
-from .lang.parse import Invariant, SpecLoader, load_invariants
-from .spec import Spec
+
+if TYPE_CHECKING:  # the parser is imported by `pairs`: prove's result cache finds files without it
+    from .lang.parse import Invariant, SpecLoader
+    from .spec import Spec
 
 
 def invariant_files(paths: list[str]) -> list[Path]:
@@ -26,13 +30,16 @@ def invariant_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def find_spec(name: str, near: Path, where: Location) -> Path:
+def find_spec(name: str, near: Path, where: Location, probed: list[Path] | None = None) -> Path:
     """specs/NAME.spec in the invariant's directory or the nearest parent that has it (or the
-    working directory), else the shipped spec NAME."""
+    working directory), else the shipped spec NAME.  The places looked at in vain are added
+    to `probed` (prove's result cache: a spec created there later would be read instead)."""
     for d in [near.resolve(), *near.resolve().parents, Path.cwd()]:
         candidate = d / "specs" / f"{name}.spec"
         if candidate.exists():
             return candidate
+        if probed is not None:
+            probed.append(candidate)
     found = shipped.spec(name)
     if found is not None:
         return found
@@ -42,6 +49,7 @@ def find_spec(name: str, near: Path, where: Location) -> Path:
 
 def pairs(files: list[Path], spec_files: list[Path] | None, loader: SpecLoader) -> list[tuple[Invariant, Spec]]:
     """Every (invariant, spec) pair to check, in file order."""
+    from .lang.parse import load_invariants
     out: list[tuple[Invariant, Spec]] = []
     given = [loader.load(p) for p in spec_files or []]
     for f in files:
@@ -52,5 +60,5 @@ def pairs(files: list[Path], spec_files: list[Path] | None, loader: SpecLoader) 
             if not inv.specs:
                 raise InputError(inv.where, f"invariant '{inv.name}' names no spec: add 'specs NAME' "
                                             f"or run with --spec FILE")
-            out += [(inv, loader.load(find_spec(n, f.parent, w))) for n, w in inv.specs]
+            out += [(inv, loader.load(find_spec(n, f.parent, w, loader.probed))) for n, w in inv.specs]
     return out

@@ -9,24 +9,51 @@ import time
 
 from pathlib import Path
 
-from . import shipped
-from .discover import invariant_files, pairs
-from .document import prove_document
+from . import prove_cache, shipped
+from .discover import invariant_files
 from .errors import InputError, PvsmtError
-from .formats import render, summary
-from .lang.parse import SpecLoader
-from .provenance import unused
-from .smt import GaveUp
-from .spec_check import check_defaults, check_space
-from .solve import Limits, Prover, Result, Verdict, exit_code
+
+# The solver side (Z3, the parser, the report) is imported when a run needs it: a run the
+# result cache answers imports none of it.
 
 
 def run(args, overrides: dict[str, object]) -> int:
     start = time.perf_counter()
     check_output(args.output)
-    loader = SpecLoader()
     paths = args.paths or [str(shipped.directory("proofs"))]
-    todo = pairs(invariant_files(paths), [shipped.spec_argument(s) for s in args.spec or []], loader)
+    files = invariant_files(paths)
+    cached = not getattr(args, "no_cache", False) and not args.timings
+    name = prove_cache.key(args, files) if cached else None
+    if name is not None:
+        entry = prove_cache.lookup(name)
+        if entry is not None:
+            sys.stderr.write(entry["stderr"])
+            emit(entry["report"], args.output, entry["written"])
+            return entry["code"]
+    stderr = sys.stderr = prove_cache.Tee(sys.stderr)
+    try:
+        code, report, written, verdicts, loader = prove(args, overrides, paths, files, start)
+    finally:
+        sys.stderr = stderr.stream
+    emit(report, args.output, written)
+    if name is not None and not {"unknown", "error"} & verdicts:
+        probed = [*loader.probed, *(Path("specs") / f"{s}.spec" for s in args.spec or [] if not Path(s).exists())]
+        prove_cache.store(name, dict(inputs=prove_cache.inputs(files, loader, probed), code=code, report=report,
+                                     written=written, stderr=stderr.text))
+    return code
+
+
+def prove(args, overrides: dict, paths: list[str], files: list[Path], start: float):
+    """The run itself: (exit status, report, the line for --output, the verdicts, the spec loader)."""
+    from .discover import pairs
+    from .document import prove_document
+    from .formats import render, summary
+    from .lang.parse import SpecLoader
+    from .interrupt import install
+    from .solve import Limits, exit_code
+    install()  # Ctrl-C stops the solver at once
+    loader = SpecLoader()
+    todo = pairs(files, [shipped.spec_argument(s) for s in args.spec or []], loader)
     if not todo:
         raise InputError(" ".join(paths), "no invariants to prove (the files define none)")
     limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
@@ -35,9 +62,8 @@ def run(args, overrides: dict[str, object]) -> int:
     unused = unused_facts(results) if args.unused_facts else None
     seconds = time.perf_counter() - start if args.timings else None
     doc = prove_document(results, limits, code, seconds, unused, overrides)
-    emit(render(doc, args.format, args.verbose), args.output,
-         f"{summary(doc)}; {args.format} report written to {args.output}")
-    return code
+    written = f"{summary(doc)}; {args.format} report written to {args.output}"
+    return code, render(doc, args.format, args.verbose), written, {r.verdict.label for r in results}, loader
 
 
 def check_output(output: Path | None) -> None:
@@ -66,8 +92,9 @@ def emit(text: str, output: Path | None, written: str | None = None) -> None:
         print(written)
 
 
-def unused_facts(results: list[Result]) -> dict[str, list]:
+def unused_facts(results: list) -> dict[str, list]:
     """Per spec, the declarations no verdict relied on (proofs' cores, counterexamples' paths)."""
+    from .provenance import unused
     used: dict[str, set[str]] = {}
     specs = {}
     for r in results:
@@ -79,13 +106,17 @@ def unused_facts(results: list[Result]) -> dict[str, list]:
     return {name: unused(spec, used[name]) for name, spec in specs.items()}
 
 
-def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[Result]:
+def check_all(todo, limits, overrides: dict, workers: int = 2) -> list:
     """Check every pair, in order.  Each spec's checks run in one thread with its own
     Prover (and Z3 context), always in the same order, so the results do not depend
     on scheduling; Z3 releases the GIL while it solves, so two specs solve at once."""
+    from .progress import Progress
+    from .solve import Prover
+    progress = Progress("pvsmt prove", len(todo))
     groups: dict[str, list[int]] = {}
     for i, (_, spec) in enumerate(todo):
         if spec.path not in groups:
+            progress.now(f"checking spec {spec.name}")
             check_spec(spec, overrides, limits)
         groups.setdefault(spec.path, []).append(i)
     buckets: list[list[int]] = [[] for _ in range(workers)]
@@ -94,7 +125,13 @@ def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[R
 
     def run_bucket(indexes: list[int]) -> list[tuple[int, Result]]:
         prover = Prover(limits, overrides)
-        return [(i, check(prover, *todo[i])) for i in indexes]
+        out = []
+        for i in indexes:
+            inv, spec = todo[i]
+            progress.now(f"{inv.name} against {spec.name}")
+            out.append((i, check(prover, inv, spec)))
+            progress.step()
+        return out
 
     # Daemon threads, not a pool: on Ctrl-C the main thread stops waiting at once (a pool
     # would finish every query first), and cli.main ends the process without joining them.
@@ -108,10 +145,11 @@ def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[R
 
     threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"pvsmt-prove-{k}")
                for k in range(len(buckets))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with progress:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     for part in parts:
         if isinstance(part, BaseException):
             raise part
@@ -119,9 +157,11 @@ def check_all(todo, limits: Limits, overrides: dict, workers: int = 2) -> list[R
     return [done[i] for i in range(len(todo))]
 
 
-def check_spec(spec, overrides: dict, limits: Limits) -> None:
+def check_spec(spec, overrides: dict, limits) -> None:
     """Before any proof: the spec (with --set) allows some configuration, and its defaults cover
     every name (spec_check); an empty spec or a contradicting --set is an error, exit 2."""
+    from .smt import GaveUp
+    from .spec_check import check_defaults, check_space
     try:
         notes = check_space(spec, overrides, limits)
     except GaveUp as exc:  # the checks against this spec will say `unknown` themselves
@@ -131,8 +171,9 @@ def check_spec(spec, overrides: dict, limits: Limits) -> None:
     check_defaults(spec)
 
 
-def check(prover: Prover, inv, spec) -> Result:
+def check(prover, inv, spec):
     """One check; a failure inside pvsmt is an `error` verdict, not a crash."""
+    from .solve import Result, Verdict
     try:
         return prover.check(inv, spec)
     except PvsmtError as exc:

@@ -220,6 +220,7 @@ class SpecLoader:
     def __init__(self):
         self.cache: dict[Path, Spec] = {}
         self.loading: list[Path] = []
+        self.probed: list[Path] = []  # where a spec was looked for and not found (prove's result cache)
 
     def load(self, path: Path, via: Location | None = None) -> Spec:
         """Load a spec; `via` is the `extends` line that asks for it, if any."""
@@ -276,6 +277,7 @@ class SpecBuilder(Builder):
         parent_name = str(node.children[0])
         parent_path = self.file.parent / f"{parent_name}.spec"
         if not parent_path.exists():
+            self.loader.probed.append(parent_path)
             from ..shipped import spec as shipped_spec  # a copy of xen.spec elsewhere still finds its defaults
             parent_path = shipped_spec(parent_name) or parent_path
         if not parent_path.exists():
