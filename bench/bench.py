@@ -16,16 +16,23 @@ class enumerations), reported as ratios to the prove run.
 Prints medians of --repeat runs (wall-clock) and the ratios.  Ratios, not
 seconds, are what to compare across machines.
 
-Usage: python bench/bench.py [--repeat N] [--proofs DIR] [--no-diff]
+By default it prints issue 14's table instead: every target as a ratio to
+`python -c "import z3"` (start-up, prove cold and warm through the result cache,
+the false fixtures, both diffs, check-xen with --xen-tree), medians of >= 5
+interleaved rounds; --legacy gives the report above.
+
+Usage: python bench/bench.py [--repeat N] [--no-diff] [--xen-tree DIR] [--legacy]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,12 +91,59 @@ def enumerate_hardware() -> int:
     return count
 
 
+def ratios(repeat: int, xen_tree: str | None, diffs: bool) -> int:
+    """Every target of issue 14 as a ratio to `python -c "import z3"`, the runs of all commands
+    interleaved (round by round, so a change in the machine's load moves them all), each ratio
+    the median of the rounds' ratios."""
+    py = [sys.executable]
+    pvsmt = py + ["-m", "pvsmt"]
+    cache = tempfile.mkdtemp(prefix="pvsmt-bench-cache-")
+    env = {**os.environ, "XDG_CACHE_HOME": cache}
+    rows = [("pvsmt --help", pvsmt + ["--help"], 2),
+            ("prove proofs/, cold", pvsmt + ["prove", "proofs", "--no-cache"], 8),
+            ("prove proofs/, warm (cached)", pvsmt + ["prove", "proofs"], 2),
+            ("prove false fixtures --max 3", pvsmt + ["prove", "tests/fixtures/false", "--max", "3", "--no-cache"], 20)]
+    if diffs:
+        rows += [("diff xen xen-fred --expect", pvsmt + ["diff", "xen", "xen-fred", "--expect", "xen--xen-fred"], 8),
+                 ("diff pv-traps-doc xen", pvsmt + ["diff", "pv-traps-doc", "xen"], 40)]
+    if xen_tree:
+        rows.append((f"check-xen {xen_tree}", pvsmt + ["check-xen", xen_tree], 15))
+    subprocess.run(pvsmt + ["prove", "proofs"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)  # fill the cache
+    base, times = [], {name: [] for name, _, _ in rows}
+    for _ in range(repeat):
+        base.append(_time(py + ["-c", "import z3"], env))
+        for name, cmd, _ in rows:
+            times[name].append(_time(cmd, env))
+    floor = statistics.median(base)
+    unit = 'python -c "import z3"'
+    print(f"{unit:34} {floor:8.3f} s   (the unit: every ratio is to this, same rounds)")
+    print(f"{'command':34} {'median s':>8}   {'ratio':>6}   {'target':>6}")
+    for name, _, target in rows:
+        ratio = statistics.median(t / b for t, b in zip(times[name], base))
+        print(f"{name:34} {statistics.median(times[name]):8.3f}   {ratio:6.1f}x  {'<=' + str(target) + 'x':>6}  "
+              f"{'met' if ratio <= target else 'NOT met'}")
+    print(f"(median of {repeat} interleaved rounds)")
+    return 0
+
+
+def _time(cmd: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (median is reported)")
     ap.add_argument("--proofs", default="proofs", help="the invariants to prove")
     ap.add_argument("--no-diff", action="store_true", help="skip the pvsmt diff measurements")
+    ap.add_argument("--xen-tree", metavar="DIR", help="also time `pvsmt check-xen DIR` (a correct tree)")
+    ap.add_argument("--legacy", action="store_true",
+                    help="the older report: prove against the concrete enumeration, diffs as ratios to prove")
     args = ap.parse_args()
+    if not args.legacy:
+        return ratios(max(args.repeat, 5), args.xen_tree, not args.no_diff)
+
 
     startup, _ = wall([sys.executable, "-c", "import z3"], args.repeat)
     prove, code = wall([sys.executable, "-m", "pvsmt", "prove", args.proofs], args.repeat)
