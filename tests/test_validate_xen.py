@@ -93,8 +93,9 @@ def test_at_least_a_thousand_cases_per_guest_kind(guest):
 
 
 def test_domain_crashes_run_last():
+    predictor = Predictor(spec("xen"))
     for guest in ("pv64", "pv32"):
-        events = [as_observed(c, Predictor(spec("xen")).predict(c).guest)[0] for c in plan(guest)]
+        events = [as_observed(c, predictor.predict(c).guest)[0] for c in plan(guest)]
         first_crash = events.index("domain_crash")
         assert set(events[first_crash:]) == {"domain_crash"}
 
