@@ -13,7 +13,8 @@ It stores the report's exact bytes, the exit status and what the run wrote to
 stderr, and only for runs that are the same on every run: no --timings, and no
 `unknown` or `error` verdict (an `unknown` may come from the wall-clock --timeout).
 Entries live in $XDG_CACHE_HOME/pvsmt (default ~/.cache/pvsmt), at most MAX_ENTRIES,
-the least recently used removed first; `--no-cache` neither reads nor writes them.
+the least recently used removed first; `--no-cache` (or PVSMT_NO_CACHE=1) neither reads nor
+writes them.
 Nothing here imports Z3 or the parser: a hit costs the start-up of Python and a few
 file reads.
 """
@@ -30,6 +31,12 @@ from pathlib import Path
 FORMAT = "pvsmt-prove-cache/1"
 MAX_ENTRIES = 64
 PACKAGE = Path(__file__).resolve().parent
+
+
+def disabled() -> bool:
+    """PVSMT_NO_CACHE=1 turns the cache off, as --no-cache does (the test suite sets it: a test
+    that patches the model in-process must not be answered from a run of the unpatched one)."""
+    return os.environ.get("PVSMT_NO_CACHE", "") not in ("", "0")
 
 
 def directory() -> Path:

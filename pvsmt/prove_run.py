@@ -22,7 +22,7 @@ def run(args, overrides: dict[str, object]) -> int:
     check_output(args.output)
     paths = args.paths or [str(shipped.directory("proofs"))]
     files = invariant_files(paths)
-    cached = not getattr(args, "no_cache", False) and not args.timings
+    cached = not getattr(args, "no_cache", False) and not args.timings and not prove_cache.disabled()
     name = prove_cache.key(args, files) if cached else None
     if name is not None:
         entry = prove_cache.lookup(name)

@@ -32,7 +32,7 @@ invariant int3-is-a-breakpoint {
 
 
 def pvsmt(work: Path, cache: Path, *args: str):
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT)}
+    env = {**{k: v for k, v in os.environ.items() if k != "PVSMT_NO_CACHE"}, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-c", RUN, *args], cwd=work, env=env, capture_output=True)
     stderr, _, how = run.stderr.decode().rpartition("\n")
     return run.returncode, run.stdout, stderr, how
