@@ -179,11 +179,12 @@ def _recount(doc) -> None:
 # ---- --boot --------------------------------------------------------------------------------------
 
 BOOT_SCOPE = ("the boot builds the tree with CONFIG_PV=y, CONFIG_PV32=y, CONFIG_DEBUG=n (whatever --config says), "
-              "runs it under QEMU (TCG, an Intel-like CPU, IDT delivery: no FRED, no AMD) with pvsmt's PV test "
-              "guest as dom0, and compares about 2,500 PV64 and 1,200 PV32 cases with the model's prediction under "
+              "runs it under QEMU (TCG, `-cpu max` with Intel's and with AMD's CPUID; IDT delivery: no FRED) with "
+              "pvsmt's PV test guest as dom0, and compares about 2,500 PV64 and 1,200 PV32 cases per vendor with "
+              "the model's prediction under "
               "the tree's extracted spec.  It exercises the Xen rules a run can take (pvsmt/validate/xenplan.py); "
               "it cannot exercise an attached debugger, PV32 call-gate emulation, #GP with EXT, nested faults, "
-              "AMD-only paths or FRED (xenplan.NOT_VALIDATED).  A changed function is confirmed only when every "
+              "or FRED (xenplan.NOT_VALIDATED), nor real hardware's differences from QEMU.  A changed function is confirmed only when every "
               "rule that encodes it is exercised and every case agrees.")
 
 
@@ -210,10 +211,12 @@ def _boot(args, result: ex.Extraction, loader, tmp, functions: xf.Comparison, de
             continue
         boot.cases += r.cases
         boot.agree += r.agree + sum(r.known.values())
-        predictor = Predictor(r.spec, "intel", xv.emulator_divergences(divergences, r.info))
+        vendor = getattr(r, "vendor", "intel")
+        predictor = Predictor(r.spec, vendor, xv.emulator_divergences(divergences, r.info, vendor))
         for d in r.unexplained + r.failed:        # an UNCERTAIN rule's disagreement refutes nothing
             rules = [s.rule.name for s in predictor.predict(d.case).evaluation.trace]
-            boot.disagreements.append((r.guest, xv.case_text(d.case), xv.describe(d.model), xv.describe(d.xen), rules))
+            boot.disagreements.append((f"{r.guest} ({vendor})", xv.case_text(d.case), xv.describe(d.model),
+                                       xv.describe(d.xen), rules))
     ran_pv32 = any(r.guest == "pv32" and r.spec is not None for r in runs)
     for c in functions.changed:
         enc = next(f for f in xf.FUNCTIONS if f.name == c.function)
