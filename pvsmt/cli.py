@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -397,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: the work is cancelled, one line, the shell's 128 + SIGINT
-        print("pvsmt: interrupted", file=sys.stderr)
-        if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)  # solver threads are still busy: do not wait for them
-        return 130
+        return interrupted()
+    except ctypes.ArgumentError as exc:
+        # Ctrl-C while ctypes converted the arguments of a call into Z3: the KeyboardInterrupt
+        # arrives wrapped in the conversion's error
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            return interrupted()
+        raise
     except BrokenPipeError:  # the reader went away (`| head`): say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -412,6 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     except PvsmtError as exc:
         print(f"pvsmt: internal error: {exc}", file=sys.stderr)
         return 2
+
+
+def interrupted() -> int:
+    """Ctrl-C: one line, and the shell's 128 + SIGINT, without waiting for busy solver threads."""
+    print("pvsmt: interrupted", file=sys.stderr)
+    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return 130
 
 
 def settings(args) -> dict[str, object]:
