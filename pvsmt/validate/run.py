@@ -98,15 +98,21 @@ def compare(emulator: str, vendor: str, info: dict, cases, observations, diverge
     return run
 
 
-def case_text(case: Case) -> str:
-    parts = [case.insn.upper() if case.insn != "int_n" else f"INT ${case.vector:#04x}",
-             f"CPL{case.cpl}", case.mode]
+def insn_parts(case, who: str) -> list[str]:
+    """The words every case report starts with: the instruction, who runs it (`who`), the code
+    mode, and the prefix, OF or BOUND range where they apply (a test kernel's or guest's case)."""
+    parts = [case.insn.upper() if case.insn != "int_n" else f"INT ${case.vector:#04x}", who, case.mode]
     if case.prefix != "none":
         parts.append(f"{case.prefix} prefix")
     if case.insn == "into":
         parts.append(f"OF={int(case.of)}")
     if case.insn == "bound":
         parts.append("in range" if case.bound_in_range else "out of range")
+    return parts
+
+
+def case_text(case: Case) -> str:
+    parts = insn_parts(case, f"CPL{case.cpl}")
     if case.insn == "syscall":
         parts.append(f"EFER.SCE={int(case.efer_sce)}")
     if case.insn == "sysenter":

@@ -25,7 +25,7 @@ from ..lang.expr import Expr
 from ..releases import spec_for
 from ..spec import Spec
 from ..vocab import Vendor
-from .run import version_number
+from .run import insn_parts, version_number
 from .xencases import XenCase
 from .xenplan import Predictor, as_observed, describe, observed, plan
 
@@ -146,14 +146,7 @@ def compare(xen: str, guest: str, spec: Spec, info: dict, cases, observations, p
 
 
 def case_text(case: XenCase) -> str:
-    parts = [case.insn.upper() if case.insn != "int_n" else f"INT ${case.vector:#04x}",
-             f"{case.guest.upper()} {case.guest_mode}", case.mode]
-    if case.prefix != "none":
-        parts.append(f"{case.prefix} prefix")
-    if case.insn == "into":
-        parts.append(f"OF={int(case.of)}")
-    if case.insn == "bound":
-        parts.append("in range" if case.bound_in_range else "out of range")
+    parts = insn_parts(case, f"{case.guest.upper()} {case.guest_mode}")
     if case.insn in ("syscall", "sysenter"):  # the callback the instruction's path reads
         name = "sysenter" if case.insn == "sysenter" else "syscall" if case.mode == "long64" else "syscall32"
         parts.append(f"{name} callback " + ("registered" if getattr(case, f"cb_{name}") else "not registered"))
