@@ -282,9 +282,11 @@ def text(r: Reproduction) -> str:
     config = r.plan.config
     m, x = _fields(r.model), _fields(r.seen)
     rows = [(k, m[k], x[k], "" if m[k] == x[k] else "<-- differs") for k in m if m[k] or x[k]]
+    headers = ("", f"model ({r.spec.name})", f"Xen {r.info.get('xen_version', '?')}", "")
+    if all(row[3] == "" for row in rows):  # no marker column when every field agrees
+        rows, headers = [row[:3] for row in rows], headers[:3]
     lines = [f"reproduce: {insn_text(config)}", f"  {who_text(config, True)}",
-             f"  guest case: {shown_case(r)}", *_versions(r), "",
-             tabulate(rows, headers=("", f"model ({r.spec.name})", f"Xen {r.info.get('xen_version', '?')}", ""))]
+             f"  guest case: {shown_case(r)}", *_versions(r), "", tabulate(rows, headers=headers)]
     detail = r.observation.detail
     if detail and r.observation.event in ("exception", "callback"):
         lines.append(f"(the guest's report: {detail}; at = saved %rip - the instruction's start)")
