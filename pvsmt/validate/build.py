@@ -49,29 +49,32 @@ def _source_key() -> str:
     for name in SOURCES:
         h.update(name.encode() + b'\0' + (KERNEL_DIR / name).read_bytes() + b'\0')
     h.update(' '.join(CFLAGS + LDFLAGS).encode())
-    h.update(_run(['gcc', '--version'], Path.cwd()).splitlines()[0].encode())
+    h.update(run_tool(['gcc', '--version'], Path.cwd()).splitlines()[0].encode())
     return h.hexdigest()[:16]
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def run_tool(cmd: list[str], cwd: Path, what: str = 'kernel') -> str:
+    """Run one toolchain step of the `what` build (the test kernel, the PV guest); its stdout,
+    or BuildError with the command and its output."""
     try:
         p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise BuildError(f'kernel build: {" ".join(cmd)}: {e}') from e
+        raise BuildError(f'{what} build: {" ".join(cmd)}: {e}') from e
     if p.returncode != 0:
-        raise BuildError(f'kernel build failed: {" ".join(cmd)}\n{p.stdout}{p.stderr}')
+        raise BuildError(f'{what} build failed: {" ".join(cmd)}\n{p.stdout}{p.stderr}')
     return p.stdout
+
 
 
 def _compile(out: Path) -> None:
     objs = []
     for src in OBJECTS:
         obj = out / (src.rsplit('.', 1)[0] + '.o')
-        _run(['gcc', *CFLAGS, '-I', str(KERNEL_DIR), '-c', str(KERNEL_DIR / src),
+        run_tool(['gcc', *CFLAGS, '-I', str(KERNEL_DIR), '-c', str(KERNEL_DIR / src),
               '-o', str(obj)], out)
         objs.append(str(obj))
-    _run(['ld', *LDFLAGS, '-T', str(KERNEL_DIR / 'kernel.ld'), '-o', 'kernel.elf', *objs], out)
-    _run(['objcopy', '-O', 'binary', 'kernel.elf', 'kernel.bin'], out)
+    run_tool(['ld', *LDFLAGS, '-T', str(KERNEL_DIR / 'kernel.ld'), '-o', 'kernel.elf', *objs], out)
+    run_tool(['objcopy', '-O', 'binary', 'kernel.elf', 'kernel.bin'], out)
     size = (out / 'kernel.bin').stat().st_size
     if size < 1024 or (out / 'kernel.bin').read_bytes()[510:512] != b'\x55\xaa':
         raise BuildError(f'kernel build: kernel.bin ({size} bytes) has no boot signature')

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .build import BuildError, cache_root
+from .build import BuildError, cache_root, run_tool
+from .drivers import stop
 from .xencases import (GUESTS, XenCase, XenObservation, encode_table, guest_line,
                        parse_case_line, validate)
 
@@ -85,13 +86,7 @@ def available(xen: Path | str) -> str | None:
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    try:
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise BuildError(f'guest build: {" ".join(cmd)}: {e}') from e
-    if p.returncode != 0:
-        raise BuildError(f'guest build failed: {" ".join(cmd)}\n{p.stdout}{p.stderr}')
-    return p.stdout
+    return run_tool(cmd, cwd, 'guest')
 
 
 def _source_key() -> str:
@@ -257,12 +252,7 @@ def boot(xen_elf: Path, guest_elf: Path, table: Path, work: Path, idle: float,
                 break
             time.sleep(0.01)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        stop(proc)
         if proc.stdout:
             proc.stdout.close()
     return b
