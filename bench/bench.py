@@ -39,10 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pvsmt.concrete import Config, broken_axioms, evaluate  # noqa: E402
-from pvsmt.configure import resolve  # noqa: E402
+from pvsmt.backends.concrete import Config, broken_axioms, evaluate  # noqa: E402
+from pvsmt.backends.configure import resolve  # noqa: E402
 from pvsmt.lang.parse import SpecLoader  # noqa: E402
-from pvsmt.vocab import CodeMode, GateTable, Insn, Prefix, SysenterCS, Vendor  # noqa: E402
+from pvsmt.model.vocab import CodeMode, GateTable, Insn, Prefix, SysenterCS, Vendor  # noqa: E402
 
 
 def wall(cmd: list[str], repeat: int) -> tuple[float, int]:

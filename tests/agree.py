@@ -14,11 +14,11 @@ from pathlib import Path
 
 import z3
 
-from pvsmt.concrete import Evaluation
-from pvsmt.encode import Encoding
+from pvsmt.backends.concrete import Evaluation
+from pvsmt.backends.encode import Encoding
 from pvsmt.lang.parse import SpecLoader
-from pvsmt.spec import is_system
-from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS
+from pvsmt.lang.spec import is_system
+from pvsmt.model.vocab import GUEST_FIELDS, HW_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

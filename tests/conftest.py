@@ -3,8 +3,8 @@
 Every test is in exactly one tier, a pytest marker given here by its module (a test may
 name its own tier with @pytest.mark.e2e etc., which wins):
 
-  fast    parsers, model cases, rules: no solver query beyond the cases' own, no
-          subprocess.  Run it after every edit:  python -m pytest -m fast
+  fast    parsers, model cases, rules, the layout's import contract: no solver query
+          beyond the cases' own, no subprocess but import-linter's.  Run it after every edit:  python -m pytest -m fast
   solver  Z3 proofs, counterexamples, diffs, reports, backend agreement, the instruction
           table's checks, the CLI in-process
   e2e     end to end: pvsmt as a subprocess, the non-editable install, emulators, real
@@ -34,6 +34,7 @@ MODULE_TIER = {
     "test_rules": "fast",
     "test_instructions": "solver",
     "test_tiers": "fast",
+    "test_layout": "fast",
     "test_agreement": "solver",
     "test_agreement_props": "solver",
     "test_check_xen": "solver",

@@ -26,10 +26,10 @@ from collections import Counter
 import pytest
 
 from agree import ROOT, Checker, spec
-from pvsmt.concrete import ConcreteEnv, Config, Evaluation, broken_axioms, evaluate
-from pvsmt.configure import resolve
+from pvsmt.backends.concrete import ConcreteEnv, Config, Evaluation, broken_axioms, evaluate
+from pvsmt.backends.configure import resolve
 from pvsmt.errors import InputError
-from pvsmt.vocab import (KNOBS, TABLE, CodeMode, GateTable, GateType, Guest, GuestEvent, GuestMode, HwEvent,
+from pvsmt.model.vocab import (KNOBS, TABLE, CodeMode, GateTable, GateType, Guest, GuestEvent, GuestMode, HwEvent,
                          Insn, Prefix, SysenterCS, Vendor)
 
 BOOLS = [False, True]
@@ -306,8 +306,8 @@ def test_concrete_evaluator_and_configure_do_not_import_z3():
         sys.modules['z3'] = None          # any `import z3` now raises ImportError
         from pathlib import Path
         from pvsmt.lang.parse import SpecLoader
-        from pvsmt.configure import parse_setting, resolve
-        from pvsmt.concrete import evaluate
+        from pvsmt.backends.configure import parse_setting, resolve
+        from pvsmt.backends.concrete import evaluate
         spec = SpecLoader().load(Path({str(ROOT / 'specs' / 'xen.spec')!r}))
         settings = dict(parse_setting(a) for a in
                         ['guest=pv64', 'guest_mode=user', 'insn=int_n', 'vector=0x21', 'tt.0x21.dpl=3',
@@ -315,7 +315,7 @@ def test_concrete_evaluator_and_configure_do_not_import_z3():
         ev = evaluate(resolve(spec, settings).config)
         assert sys.modules['z3'] is None
         assert not any(m.startswith('z3.') for m in sys.modules), sorted(sys.modules)
-        assert 'pvsmt.encode' not in sys.modules and 'pvsmt.solve' not in sys.modules
+        assert 'pvsmt.backends.encode' not in sys.modules and 'pvsmt.analysis.prove' not in sys.modules
         print(ev.guest.event.label, ev.guest.vector, ev.guest.type.label)
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

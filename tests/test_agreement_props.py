@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, assume, find, given, settings
 from hypothesis import strategies as st
 
 from agree import Checker, spec
-from pvsmt.concrete import Evaluation, evaluate
-from pvsmt.configure import resolve
+from pvsmt.backends.concrete import Evaluation, evaluate
+from pvsmt.backends.configure import resolve
 from pvsmt.errors import InputError
-from pvsmt.vocab import TABLE, CodeMode, GateTable, GateType, Guest, GuestMode, Insn, Prefix, Vendor
+from pvsmt.model.vocab import TABLE, CodeMode, GateTable, GateType, Guest, GuestMode, Insn, Prefix, Vendor
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

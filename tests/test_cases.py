@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from agree import Checker, overrides_for, spec
-from pvsmt.concrete import evaluate
-from pvsmt.configure import parse_setting, resolve
+from pvsmt.backends.concrete import evaluate
+from pvsmt.backends.configure import parse_setting, resolve
 from pvsmt.model.outcome import UNSPECIFIED_BIT
-from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS, KNOBS
+from pvsmt.model.vocab import GUEST_FIELDS, HW_FIELDS, KNOBS
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 KEYS = ("spec", "set", "hw", "guest", "unspecified", "rules")

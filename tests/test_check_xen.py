@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt import xen_functions as xf
-from pvsmt.cli import main
+from pvsmt.xen import functions as xf
+from pvsmt.cli.main import main
 from pvsmt.model import RULES
 from test_extract_real import real_tree
 from xen_trees import Edit, apply
@@ -70,10 +70,10 @@ def test_every_xen_rule_is_read_from_the_tree_or_encodes_a_listed_function():
 
 
 def test_reference_texts_are_those_of_the_archives():
-    """pvsmt/xen_reference.py is what scripts/xen-fingerprints.py makes of the shared archives."""
-    from pvsmt.releases import model_of
-    from pvsmt import xen_source as xs
-    from pvsmt.xen_reference import REFERENCE
+    """pvsmt/xen/reference.py is what scripts/xen-fingerprints.py makes of the shared archives."""
+    from pvsmt.xen.releases import model_of
+    from pvsmt.xen import source as xs
+    from pvsmt.xen.reference import REFERENCE
     for name in ("xen-RELEASE-4.17.0", "xen-RELEASE-4.20.0", MASTER):
         tree = real_tree(name)
         model = model_of(xs.tree_release(tree))

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from pvsmt.cli import main
+from pvsmt.cli.main import main
 from test_check_xen import NO_VDPL, PROOFS, edited
 from xen_builds import skip_or_fail
 

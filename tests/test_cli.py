@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.cli import main
+from pvsmt.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 XEN = str(ROOT / "specs" / "xen.spec")
@@ -208,7 +208,7 @@ def test_help_imports_no_solver():
     Z3, the model, the parser nor the table renderer; a command imports what it needs when it runs."""
     code = ("import runpy, sys\nsys.argv = ['pvsmt', '--help']\ntry:\n    runpy.run_module('pvsmt', run_name='__main__')\n"
             "except SystemExit:\n    pass\n"
-            "sys.stderr.write(' '.join(m for m in ('z3', 'lark', 'tabulate', 'pvsmt.model', 'pvsmt.vocab') "
+            "sys.stderr.write(' '.join(m for m in ('z3', 'lark', 'tabulate', 'pvsmt.model', 'pvsmt.model.vocab') "
             "if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "usage: pvsmt" in run.stdout

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.cli import main
-from pvsmt.concrete import ConcreteOps, evaluate
-from pvsmt.configure import resolve
-from pvsmt.diff import Differ
+from pvsmt.cli.main import main
+from pvsmt.backends.concrete import ConcreteOps, evaluate
+from pvsmt.backends.configure import resolve
+from pvsmt.analysis.diff import Differ
 from pvsmt.errors import InputError
 from pvsmt.lang.parse import SpecLoader, load_expected
 from pvsmt.model.outcome import differs
-from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS, CodeMode, GuestMode, Insn, Prefix, Vendor
+from pvsmt.model.vocab import GUEST_FIELDS, HW_FIELDS, CodeMode, GuestMode, Insn, Prefix, Vendor
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -322,7 +322,7 @@ def doc_diff():
     ({"insn": Insn.CALLGATE, "guest": "pv32", "mode": CodeMode.COMPAT, "gate.table": "ldt"}, "ldt gate"),
 ])
 def test_document_silences_are_reported_as_unspecified_not_as_differences(settings, what):
-    from pvsmt.vocab import Guest, GateTable
+    from pvsmt.model.vocab import Guest, GateTable
     fixed = dict(settings)
     if "guest" in fixed:
         fixed["guest"] = Guest.parse(fixed["guest"])

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.concrete import Config, ConcreteEnv, broken_axioms, evaluate
-from pvsmt.discover import invariant_files, pairs
+from pvsmt.backends.concrete import Config, ConcreteEnv, broken_axioms, evaluate
+from pvsmt.lang.discover import invariant_files, pairs
 from pvsmt.lang.parse import SpecLoader, load_invariants
-from pvsmt.provenance import declarations
-from pvsmt.solve import Limits, Prover, Verdict, default_values
+from pvsmt.analysis.provenance import declarations
+from pvsmt.analysis.prove import Limits, Prover, Verdict, default_values
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADER = SpecLoader()
@@ -263,8 +263,8 @@ def test_the_shipped_proofs_are_not_vacuous():
 
 
 def test_every_false_fixture_renders_in_every_format(refuted):
-    from pvsmt.document import prove_document
-    from pvsmt.formats import FORMATS, render
+    from pvsmt.report.document import prove_document
+    from pvsmt.report.formats import FORMATS, render
     doc = prove_document(refuted, Limits(max_counterexamples=3), 1)
     for fmt in FORMATS:
         text = render(doc, fmt)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt import extract as ex
-from pvsmt import xen_source as xs
+from pvsmt.xen import extract as ex
+from pvsmt.xen import source as xs
 from pvsmt.errors import InputError
-from pvsmt.releases import model_of
+from pvsmt.xen.releases import model_of
 
 ARCHIVES = Path(os.environ.get("PVSMT_XEN_ARCHIVES", "/work/shared/xen"))
 CACHE = Path(os.environ.get("PVSMT_XEN_CACHE", Path.home() / ".cache" / "pvsmt-test-xen"))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.concrete import ConcreteEnv
-from pvsmt.discover import find_spec, invariant_files
+from pvsmt.backends.concrete import ConcreteEnv
+from pvsmt.lang.discover import find_spec, invariant_files
 from pvsmt.lang.parse import SpecLoader, load_invariants
-from pvsmt.solve import Prover, Verdict
+from pvsmt.analysis.prove import Prover, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADER = SpecLoader()

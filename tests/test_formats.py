@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pvsmt.cli import main
+from pvsmt.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FALSE = ROOT / "tests" / "fixtures" / "false"
@@ -32,12 +32,12 @@ SAMPLES = {"false": [FALSE / "int-n.inv", FALSE / "call-gates.inv"], "proofs": [
 def reports():
     """Each format of two false fixture files (refuted, up to two counterexamples each) and of a
     proved file, rendered from one run's document."""
-    from pvsmt.discover import invariant_files, pairs
-    from pvsmt.document import prove_document
-    from pvsmt.formats import render
+    from pvsmt.lang.discover import invariant_files, pairs
+    from pvsmt.report.document import prove_document
+    from pvsmt.report.formats import render
     from pvsmt.lang.parse import SpecLoader
-    from pvsmt.prove_run import check_all
-    from pvsmt.solve import Limits, exit_code
+    from pvsmt.cli.prove import check_all
+    from pvsmt.analysis.prove import Limits, exit_code
     out = {}
     limits = Limits(max_counterexamples=2)
     for name, files in SAMPLES.items():

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.cli import main
-from pvsmt.formats import FORMATS, render
+from pvsmt.cli.main import main
+from pvsmt.report.formats import FORMATS, render
 
 ROOT = Path(__file__).resolve().parent.parent
 FALSE = ROOT / "tests" / "fixtures" / "false"

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.concrete import evaluate
-from pvsmt.configure import resolve
+from pvsmt.backends.concrete import evaluate
+from pvsmt.backends.configure import resolve
 from pvsmt.errors import InputError
 from pvsmt.lang.parse import SpecLoader
 from pvsmt.model import instructions
 from pvsmt.model.instructions import BY_INSN, INSTRUCTIONS, IncompleteModel
-from pvsmt.report import OPCODE
-from pvsmt.vocab import CodeMode, Guest, GuestMode, Insn, Vendor
+from pvsmt.report.wording import OPCODE
+from pvsmt.model.vocab import CodeMode, Guest, GuestMode, Insn, Vendor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def test_an_instruction_only_in_vocab_is_a_located_error_at_import(tmp_path):
     tree, line = _patched_package(tmp_path)
     p = _run(tree, "-c", "import pvsmt.model")
     assert p.returncode != 0
-    assert f"pvsmt/vocab.py:{line}: error: instruction fake has no row" in p.stderr, p.stderr
+    assert f"pvsmt/model/vocab.py:{line}: error: instruction fake has no row" in p.stderr, p.stderr
     assert "IncompleteModel" in p.stderr
     p = _run(tree, "-m", "pvsmt", "explain", "--spec", "xen", "--set", "insn=fake")
     assert p.returncode != 0 and "instruction fake has no row" in p.stderr, p.stderr
@@ -89,8 +89,8 @@ def test_the_dispatchers_cases_partition_the_instructions(layer):
 
 
 def test_every_part_names_every_instruction_from_its_row(capsys):
-    from pvsmt import table
-    from pvsmt.cli import main
+    from pvsmt.report.wording import table
+    from pvsmt.cli.main import main
     from pvsmt.validate import cases, xencases
     assert set(OPCODE) == set(Insn)
     assert cases.INSNS == tuple(i.label for i in Insn)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.concrete import ConcreteEnv, Config
+from pvsmt.backends.concrete import ConcreteEnv, Config
 from pvsmt.errors import InputError, Location
 from pvsmt.lang.parse import SpecLoader, load_invariants
-from pvsmt.vocab import Delivery, Entry, GateType, Guest, Insn, SysenterCS, Vendor
+from pvsmt.model.vocab import Delivery, Entry, GateType, Guest, Insn, SysenterCS, Vendor
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

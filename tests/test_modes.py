@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pvsmt.lang.parse import SpecLoader, load_invariants
-from pvsmt.solve import Prover, Verdict
+from pvsmt.analysis.prove import Prover, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.cli import main
+from pvsmt.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def test_explain_json_says_none_where_none_is_a_value(capsys):
     ["check-xen", str(ROOT / "tests" / "fixtures" / "xen-trees" / "new-layout")],
 ])
 def test_a_missing_output_directory_is_an_error_before_any_work(tmp_path, capsys, monkeypatch, argv):
-    import pvsmt.prove_run as pr
+    import pvsmt.cli.prove as pr
 
     def no_work(*a, **k):  # pragma: no cover - reaching it is the failure
         raise AssertionError("solved before checking -o")
@@ -280,7 +280,7 @@ def test_syntax_errors_say_what_was_expected_in_words(tmp_path, capsys):
 
 
 def test_check_xen_proofs_does_not_swallow_the_tree(capsys):
-    from pvsmt.cli import build_parser
+    from pvsmt.cli.main import build_parser
     args = build_parser().parse_args(["check-xen", "--proofs", "proofs/", "TREE"])
     assert args.proofs == ["proofs/"] and str(args.tree) == "TREE"
 
@@ -288,7 +288,7 @@ def test_check_xen_proofs_does_not_swallow_the_tree(capsys):
 # ---- item 7: the README says what the code does ---------------------------------------------
 
 def test_readme_names_every_guest_field_and_the_required_cite(tmp_path, capsys):
-    from pvsmt.vocab import GUEST_FIELDS, HW_FIELDS
+    from pvsmt.model.vocab import GUEST_FIELDS, HW_FIELDS
     readme = (ROOT / "README.md").read_text()
     names = readme[readme.index("- Names: the knobs"):readme.index("- Enumeration values")]
     assert "guest.event|" + "|".join(GUEST_FIELDS).split("|", 1)[1] in " ".join(names.split()) or all(

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from pvsmt.progress import Progress
-from pvsmt.prove_cache import Tee
+from pvsmt.analysis.cache import Tee
 
 pytestmark = pytest.mark.fast
 

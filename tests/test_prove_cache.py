@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt import prove_cache
+from pvsmt.analysis import cache as prove_cache
 
 pytestmark = pytest.mark.e2e
 

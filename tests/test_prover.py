@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.concrete import ConcreteEnv, evaluate
+from pvsmt.backends.concrete import ConcreteEnv, evaluate
 from pvsmt.lang.parse import SpecLoader, load_invariants
-from pvsmt.solve import Limits, Prover, Verdict, exit_code
-from pvsmt.vocab import Callback, CodeMode, GuestEvent, SysenterCS, Vendor
+from pvsmt.analysis.prove import Limits, Prover, Verdict, exit_code
+from pvsmt.model.vocab import Callback, CodeMode, GuestEvent, SysenterCS, Vendor
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADER = SpecLoader()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt import reproduce as rp
-from pvsmt.cli import main
+from pvsmt.validate import reproduce as rp
+from pvsmt.cli.main import main
 
 from xen_builds import xen_binary
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pvsmt.cli import main
-from pvsmt.configure import parse_setting, resolve
+from pvsmt.cli.main import main
+from pvsmt.backends.configure import parse_setting, resolve
 from pvsmt.errors import InputError
 from pvsmt.lang.parse import SpecLoader, load_expected, load_invariants
 

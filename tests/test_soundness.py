@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt import smt
-from pvsmt.diff import Differ
+from pvsmt.backends import smt
+from pvsmt.analysis.diff import Differ
 from pvsmt.errors import InputError
 from pvsmt.lang.parse import SpecLoader, parse_condition
-from pvsmt.solve import Limits, Prover, Verdict
-from pvsmt.spec_check import check_defaults, check_space
+from pvsmt.analysis.prove import Limits, Prover, Verdict
+from pvsmt.analysis.spec_check import check_defaults, check_space
 
 from pvsmt.lang.parse import load_invariants
 
@@ -133,7 +133,7 @@ def test_constants_out_of_range_in_invariants_are_located_errors(text, message):
 def test_the_resolver_and_the_encoding_read_facts_alike(tmp_path):
     """A multi-valued fact narrowed by a conditional one: explain takes the one allowed value, and a
     default outside the facts is an error at the default's line, not a silent impossible configuration."""
-    from pvsmt.configure import resolve
+    from pvsmt.backends.configure import resolve
     d = spec_dir(tmp_path, narrow='spec narrow "t"\nextends xen\nset insn = into, int1\n'
                                   'set insn = into when vendor == intel\n')
     spec = SpecLoader().load(d / "narrow.spec")
@@ -205,7 +205,7 @@ class UnknownAfter:
 
 def test_an_unknown_role_is_shown_never_read_as_exact(monkeypatch):
     """counterexample._violates returned False on unknown: the role looked exact."""
-    import pvsmt.counterexample as cx
+    import pvsmt.analysis.counterexample as cx
     monkeypatch.setattr(cx, "check", UnknownAfter(smt.check, 0))
     r = Prover().check(inv("insn == int_n and vector == 0x80 and guest_mode == user and tt[0x80].present",
                            "guest.vector == 13"), XEN)
@@ -217,7 +217,7 @@ def test_an_unknown_role_is_shown_never_read_as_exact(monkeypatch):
 
 
 def test_an_unknown_in_the_optimiser_says_the_counterexample_is_not_minimal(monkeypatch):
-    import pvsmt.solve as solve
+    import pvsmt.analysis.prove as solve
     monkeypatch.setattr(solve, "optimize", lambda *a, **k: smt.Unknown("canceled"))
     r = Prover().check(inv("insn == int_n and vector == 0x80", "guest.vector == 13"), XEN)
     assert r.verdict is Verdict.REFUTED
@@ -226,7 +226,7 @@ def test_an_unknown_in_the_optimiser_says_the_counterexample_is_not_minimal(monk
 
 
 def test_an_unknown_core_makes_a_proof_unknown(monkeypatch):
-    import pvsmt.provenance as prov
+    import pvsmt.analysis.provenance as prov
     monkeypatch.setattr(prov, "check", lambda solver, *a: smt.Unknown("canceled"))
     r = Prover().check(inv("insn == int3 and not debugger and tt[3].present", "guest.vector == 3"), XEN)
     assert r.verdict is Verdict.UNKNOWN and r.verdict.exit_code == 3
@@ -234,7 +234,7 @@ def test_an_unknown_core_makes_a_proof_unknown(monkeypatch):
 
 
 def test_a_tracked_encoding_that_disagrees_is_an_internal_error(monkeypatch):
-    import pvsmt.provenance as prov
+    import pvsmt.analysis.provenance as prov
     from pvsmt.errors import ModelDisagreement
     monkeypatch.setattr(prov, "check", lambda solver, *a: smt.Sat())
     with pytest.raises(ModelDisagreement):
@@ -244,7 +244,7 @@ def test_a_tracked_encoding_that_disagrees_is_an_internal_error(monkeypatch):
 @pytest.mark.parametrize("after", [0, 3, 12])
 def test_an_unknown_while_generalising_a_diff_class_makes_the_diff_incomplete(monkeypatch, after):
     """diff's probe returned None on unknown and widened the class to values never checked."""
-    import pvsmt.diff as diff
+    import pvsmt.analysis.diff as diff
     probe_solvers = []
     real_init = diff.Probe.__init__
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pvsmt.lang.parse import SpecLoader, load_invariants
-from pvsmt.solve import Prover, Verdict
+from pvsmt.analysis.prove import Prover, Verdict
 
 XEN = SpecLoader().load(Path(__file__).resolve().parent.parent / "specs" / "xen.spec")
 

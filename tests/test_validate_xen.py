@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pvsmt.cli import main
+from pvsmt.cli.main import main
 from pvsmt.errors import InputError
 from pvsmt.lang.parse import SpecLoader
 from pvsmt.model import xen_idt
-from pvsmt.releases import spec_for
+from pvsmt.xen.releases import spec_for
 from pvsmt.validate import known
 from pvsmt.validate.xenplan import NOT_VALIDATED, Predictor, as_observed, coverage, plan
 from pvsmt.validate.xenrun import run_xen_cases

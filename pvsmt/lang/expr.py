@@ -1,7 +1,7 @@
 """Typed expressions of invariants and spec conditions, evaluable under either backend.
 
 An expression is type-checked when it is read (lang/parse.py builds it): names
-are resolved against pvsmt.vocab, enumeration constants against the type of the
+are resolved against pvsmt.model.vocab, enumeration constants against the type of the
 other side of a comparison.  `eval(env)` works with any Env: the Z3 encoding's
 or the concrete evaluator's.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ..errors import InputError, Location
-from ..vocab import BOOL, GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, TABLES, Domain, GateTable
+from ..model.vocab import BOOL, GUEST_FIELDS, HW_FIELDS, KNOB, NONE, TABLE, TABLES, Domain, GateTable
 
 INT = Domain(lo=-(2**31), hi=2**31)
 

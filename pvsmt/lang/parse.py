@@ -15,8 +15,8 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import InputError, Location
-from ..spec import Fact, Spec
-from ..vocab import KNOB, TABLE, Delivery, Guest
+from .spec import Fact, Spec
+from ..model.vocab import KNOB, TABLE, Delivery, Guest
 from . import expr as E
 
 _TERMINALS = {
@@ -278,10 +278,10 @@ class SpecBuilder(Builder):
         parent_path = self.file.parent / f"{parent_name}.spec"
         if not parent_path.exists():
             self.loader.probed.append(parent_path)
-            from ..shipped import spec as shipped_spec  # a copy of xen.spec elsewhere still finds its defaults
+            from .shipped import spec as shipped_spec  # a copy of xen.spec elsewhere still finds its defaults
             parent_path = shipped_spec(parent_name) or parent_path
         if not parent_path.exists():
-            from .. import shipped
+            from . import shipped
             parent_path = shipped.spec(parent_name)
             if parent_path is None:
                 raise InputError(self.at(node), f"no spec '{parent_name}': neither {parent_name}.spec beside this "

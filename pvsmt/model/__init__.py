@@ -2,8 +2,8 @@
 as small pure functions.
 
 The functions are written once against the `Ops` interface of rules.py and run
-under two backends: pvsmt.concrete (plain Python values, records a trace) and
-pvsmt.encode (Z3 terms).  Neither backend is imported here.
+under two backends: pvsmt.backends.concrete (plain Python values, records a trace) and
+pvsmt.backends.encode (Z3 terms).  Neither backend is imported here.
 """
 
 from . import hardware as _hardware_rules

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..vocab import CodeMode, Guest, GuestMode, Prefix
+from .vocab import CodeMode, Guest, GuestMode, Prefix
 from .instructions import prefixed  # the instructions with a prefix form (their rows)
 from .rules import State
 

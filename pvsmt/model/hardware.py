@@ -8,7 +8,7 @@ sentences are ours; the section names locate the facts.
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DF, GP, NONE, NP, OF, PF, UD, CodeMode, Delivery, GateTable,
+from .vocab import (BP, BR, DF, GP, NONE, NP, OF, PF, UD, CodeMode, Delivery, GateTable,
                      HwEvent, Kind, Msr, Source, SysenterCS, Vendor)
 from .outcome import HwOutcome
 from .rules import Rule, State, case

@@ -21,7 +21,7 @@ into #UD.  The rows' order is `pvsmt table`'s; the dispatchers take the
 instructions in `Insn` order.  Consumers: report.OPCODE (explain and every
 report), table.INSTRUCTIONS, the validate plans (validate/cases.py INSNS,
 validate/xencases.py insn_length, the coverage checks in plan.py and xenplan.py)
-and explain's help text (cli.py).
+and explain's help text (cli/main.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
-from ..vocab import Insn, Prefix
+from .vocab import Insn, Prefix
 from . import hardware as hw, xen_doc as doc, xen_fred as fred, xen_idt as idt
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Case, Rule, State, case
@@ -134,7 +134,7 @@ def _line(path: Path, pattern: str) -> int:
 
 
 def _where_insn(insn: Insn) -> str:
-    path = Path(__file__).resolve().parents[1] / "vocab.py"
+    path = Path(__file__).resolve().parent / "vocab.py"
     line = _line(path, r"^\s+" + insn.name + r"\s*=")
     return f"{path}:{line}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..vocab import GUEST_FIELDS, NONE, Callback, GateType, GuestEvent, HwEvent, Kind, MaskFlag, Msr, Rip, Source
+from .vocab import GUEST_FIELDS, NONE, Callback, GateType, GuestEvent, HwEvent, Kind, MaskFlag, Msr, Rip, Source
 
 
 @dataclass(frozen=True)

@@ -67,5 +67,30 @@ class State(Protocol):
     def tt(self, field: str, vector): ...
 
 
+class ValueOps:
+    """The Ops over Python values, less `decide` (the concrete backend adds it, with its trace).
+
+    Conditions of spec facts are evaluated with these when a spec is loaded (pvsmt.lang.spec).
+    """
+
+    def all(self, *xs):
+        return all(xs)
+
+    def any(self, *xs):
+        return any(xs)
+
+    def not_(self, x):
+        return not x
+
+    def div(self, a, n):
+        return a // n
+
+    def mod(self, a, n):
+        return a % n
+
+    def ite(self, c, a, b):
+        return a if c else b
+
+
 def member(ops: Ops, x, values) -> Any:
     return ops.any(*(x == v for v in values))

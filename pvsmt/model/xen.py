@@ -3,7 +3,7 @@ code the entry path the spec's event delivery (IDT or FRED) selects."""
 
 from __future__ import annotations
 
-from ..vocab import Abi, Delivery
+from .vocab import Abi, Delivery
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case
 from .instructions import doc_event

@@ -23,7 +23,7 @@ only a section's range, the range is cited.
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DB, GP, NONE, OF, UD, Callback, CodeMode, Delivery, GateTable, Guest, GuestEvent,
+from .vocab import (BP, BR, DB, GP, NONE, OF, UD, Callback, CodeMode, Delivery, GateTable, Guest, GuestEvent,
                      Kind, MaskFlag, Rip, Source, SysenterCS, Vendor)
 from .hardware import selector_ec
 from .outcome import ALL_UNSPECIFIED, GuestOutcome, HwOutcome, unspecified

@@ -8,7 +8,7 @@ do_invalid_op, handle_DB) are the ones IDT mode uses (xen_idt.py).
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DB, GP, NONE, NP, OF, UD, Callback, CodeMode, GuestEvent, HwEvent, Kind,
+from .vocab import (BP, BR, DB, GP, NONE, NP, OF, UD, Callback, CodeMode, GuestEvent, HwEvent, Kind,
                      MaskFlag, Source)
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case

@@ -8,7 +8,7 @@ and symbol.
 
 from __future__ import annotations
 
-from ..vocab import (BP, BR, DB, DF, GP, NONE, NP, OF, PF, UD, Callback, Entry, Guest, GuestEvent,
+from .vocab import (BP, BR, DB, DF, GP, NONE, NP, OF, PF, UD, Callback, Entry, Guest, GuestEvent,
                      GuestMode, HwEvent, Insn, Kind, MaskFlag, Msr, Prefix, Rip, Source, SwintEmul)
 from .outcome import GuestOutcome, HwOutcome
 from .rules import Rule, State, case

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..model.instructions import BY_INSN
-from ..vocab import Insn
+from ..model.vocab import Insn
 
 #: The instructions by their index in the case tables (the kernels' I_* constants): each
 #: instruction's row (pvsmt/model/instructions.py) in `Insn` order, whose value is the index.

@@ -15,12 +15,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..concrete import ConcreteEnv
+from ..backends.concrete import ConcreteEnv
 from ..errors import InputError, Location
 from ..lang.expr import Expr
 from ..lang.parse import parse_condition, parse_value, read
 from ..model.outcome import HwOutcome
-from ..vocab import NONE, Callback, GateType, GuestEvent, HwEvent, Kind, Msr, Rip
+from ..model.vocab import NONE, Callback, GateType, GuestEvent, HwEvent, Kind, Msr, Rip
 from .plan import as_observed
 
 FIELDS = {"id", "emulator", "versions", "vendors", "when", "observed", "emulator_does", "manuals_say", "cite"}

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import itertools
 
-from ..concrete import Config, evaluate
+from ..backends.concrete import Config, evaluate
 from ..model import RULES
 from ..model.outcome import HwOutcome
-from ..report import exc
-from ..vocab import (NONE, Abi, CodeMode, Delivery, GateTable, GateType, HwEvent, Insn, Prefix, SysenterCS,
+from ..report.wording import exc
+from ..model.vocab import (NONE, Abi, CodeMode, Delivery, GateTable, GateType, HwEvent, Insn, Prefix, SysenterCS,
                      Vendor)
 from .cases import Case, Observation, check_every_instruction
 

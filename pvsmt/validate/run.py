@@ -55,7 +55,7 @@ def known_file(path: Path | None) -> Path:
         return path
     if DEFAULT_KNOWN.exists():
         return DEFAULT_KNOWN
-    from .. import shipped
+    from ..lang import shipped
     return shipped.directory("emulators") / DEFAULT_KNOWN.name
 
 

@@ -81,7 +81,7 @@ def is_archive(path: Path) -> bool:
 
 def tree_release(tree: Path | str) -> str:
     """The release a tree (or archive) says it is in xen/Makefile: '4.23-unstable', '4.20.0'."""
-    from ..xen_source import release_text, tree_release as _tree_release
+    from ..xen.source import release_text, tree_release as _tree_release
     tree = Path(tree)
     if not is_archive(tree):
         return release_text(_tree_release(tree))

@@ -38,7 +38,7 @@ import struct
 from dataclasses import dataclass
 
 from ..model.instructions import BY_INSN
-from ..vocab import Insn, Prefix
+from ..model.vocab import Insn, Prefix
 from .cases import INSNS, MODES, PREFIXES
 
 GUESTS = ('pv64', 'pv32')

@@ -21,12 +21,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..concrete import Config, ConcreteEnv, ConcreteOps, ConcreteState, Evaluation, Step
-from ..configure import resolve
+from ..backends.concrete import Config, ConcreteEnv, ConcreteOps, ConcreteState, Evaluation, Step
+from ..backends.configure import resolve
 from ..model import RULES, cpu_event, xen_event
 from ..model.outcome import GuestOutcome, HwOutcome
-from ..spec import Spec
-from ..vocab import (NONE, Callback, CodeMode, GateTable, Guest, GuestEvent, GuestMode, Insn, MaskFlag, Prefix,
+from ..lang.spec import Spec
+from ..model.vocab import (NONE, Callback, CodeMode, GateTable, Guest, GuestEvent, GuestMode, Insn, MaskFlag, Prefix,
                      Rip, Vendor)
 from .cases import check_every_instruction
 from .xencases import XenCase, XenObservation
@@ -282,7 +282,7 @@ def observed(o: XenObservation) -> tuple:
 
 def describe(t: tuple) -> str:
     """An observed tuple in words."""
-    from ..report import exc  # noqa: PLC0415 (report is only needed for wording)
+    from ..report.wording import exc  # noqa: PLC0415 (report is only needed for wording)
     if t[0] == "exception":
         _, vector, ec, rip, masked = t
         return f"{exc(vector, ec if ec != -1 else NONE)} via TT[{vector:#04x}], rip={rip}, " \

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..concrete import ConcreteEnv
+from ..backends.concrete import ConcreteEnv
 from ..lang.expr import Expr
-from ..releases import spec_for
-from ..spec import Spec
-from ..vocab import Vendor
+from ..xen.releases import spec_for
+from ..lang.spec import Spec
+from ..model.vocab import Vendor
 from .run import insn_parts, version_number
 from .xencases import XenCase
 from .xenplan import Predictor, as_observed, describe, observed, plan
