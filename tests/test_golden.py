@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from pvsmt.cli.main import main
+from pvsmt.report.document import Report
 from pvsmt.report.formats import FORMATS, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def overwrite(config) -> bool:
 
 
 @functools.cache
-def document(name: str) -> dict:
+def document(name: str) -> Report:
     """The fixture's prove document, with the versions written as VERSION (each proved once per
     process, when a test first asks: two xdist workers rarely both need the same one)."""
     out_dir = Path(tempfile.mkdtemp(prefix="pvsmt-golden-"))
@@ -54,7 +55,7 @@ def document(name: str) -> dict:
         os.chdir(cwd)
         shutil.rmtree(out_dir, ignore_errors=True)
     doc["pvsmt"] = doc["z3"] = "VERSION"
-    return doc
+    return Report.from_json(doc)
 
 
 def golden_path(name: str, fmt: str) -> Path:

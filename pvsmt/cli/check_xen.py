@@ -40,7 +40,7 @@ from ..backends.configure import parse_setting
 from ..analysis.diff import Differ
 from ..report.diff import diff_text
 from ..lang.discover import invariant_files, pairs
-from ..report.document import prove_document
+from ..report.document import Report, prove_document
 from ..errors import InputError
 from ..report.formats import render, render_junit
 from ..lang.parse import SpecLoader, load_expected
@@ -128,7 +128,7 @@ def run(args) -> int:
         if boot is not None:
             _apply_boot(doc, boot, functions)
     _recount(doc)
-    codes = [doc["exit_code"], diff.exit_code] + ([0 if boot.ok else 1] if boot is not None else [])
+    codes = [doc.exit_code, diff.exit_code] + ([0 if boot.ok else 1] if boot is not None else [])
     code = worst_code(codes)
     ctx = dict(result=result, base=base, source=source, against=against, why=why, todo=todo, doc=doc, diff=diff,
                level=level, functions=functions, by_change=by_change, boot=boot, model=model, delivery=delivery)
@@ -155,25 +155,22 @@ def _apply_functions(doc, todo, results, not_applicable, functions: xf.Compariso
     changed = "; ".join(c.text() for c in functions.changed)
     if functions.note and not functions.changed:
         changed = functions.note
-    for i, (check_doc, r) in enumerate(zip(doc["checks"], results)):
+    for i, (check_doc, r) in enumerate(zip(doc.checks, results)):
         if i in not_applicable:
-            check_doc["verdict"] = "not-applicable"
-            check_doc["reason"] = ("only configurations this build excludes (CONFIG_PV32=n): vacuous on the "
+            check_doc.verdict = "not-applicable"
+            check_doc.reason = ("only configurations this build excludes (CONFIG_PV32=n): vacuous on the "
                                    "reference spec too when its guests are the tree's")
             continue
-        check_doc["rests_on"] = ([f.name for f in xf.functions_for(functions.delivery)]
+        check_doc.rests_on = ([f.name for f in xf.functions_for(functions.delivery)]
                                  if r.invariant.guest_level else [])
-        if check_doc["verdict"] == "proved" and r.invariant.guest_level and functions.changed:
-            check_doc["verdict"] = "unverified"
-            check_doc["reason"] = f"unverified: {changed}"
+        if check_doc.verdict == "proved" and r.invariant.guest_level and functions.changed:
+            check_doc.verdict = "unverified"
+            check_doc.reason = f"unverified: {changed}"
 
 
-def _recount(doc) -> None:
-    counts: dict[str, int] = {}
-    for c in doc["checks"]:
-        counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-    doc["summary"] = {"checks": len(doc["checks"]), **counts}
-    doc["exit_code"] = worst_code(CODES[c["verdict"]] for c in doc["checks"]) if doc["checks"] else 0
+def _recount(doc: Report) -> None:
+    doc.recount()
+    doc.exit_code = worst_code(CODES[c.verdict] for c in doc.checks) if doc.checks else 0
 
 
 # ---- --boot --------------------------------------------------------------------------------------
@@ -234,26 +231,26 @@ PV32_ONLY = ("xen.int82.hypercall", "xen.cstar.pv32", "xen.gp.gate")
 
 def _apply_boot(doc, boot: Boot, functions: xf.Comparison) -> None:
     """unverified -> refuted when the boot disagrees; -> proved when it checks every changed function."""
-    for c in doc["checks"]:
-        if c["verdict"] != "unverified":
+    for c in doc.checks:
+        if c.verdict != "unverified":
             continue
         if boot.disagreements:
             guest, case, model, xen, rules = boot.disagreements[0]
             touched = sorted({f.name for f in xf.FUNCTIONS for r in rules if r in f.rules}
                              & {ch.function for ch in functions.changed})
-            c["verdict"] = "refuted"
-            c["reason"] = (f"refuted by booting the tree's Xen: {len(boot.disagreements)} case(s) disagree with the model, "
+            c.verdict = "refuted"
+            c.reason = (f"refuted by booting the tree's Xen: {len(boot.disagreements)} case(s) disagree with the model, "
                            f"e.g. {guest} {case}: model {model}, Xen {xen}"
                            + (f" (its path runs through changed {', '.join(touched)})" if touched else "")
                            + "; the proof's premise (the model describes this code) is false here")
         elif not boot.partial:
-            c["verdict"] = "proved"
-            c["reason"] = (f"confirmed by booting the tree's Xen: {boot.agree} of {boot.cases} cases agree, and they "
+            c.verdict = "proved"
+            c.reason = (f"confirmed by booting the tree's Xen: {boot.agree} of {boot.cases} cases agree, and they "
                            f"exercise every rule of {', '.join(boot.confirmed) or 'the changed functions'}")
-            c["boot"] = "confirmed"
+            c.boot = "confirmed"
         else:
             gaps = "; ".join(f"{f}: {', '.join(rules)}" for f, rules in sorted(boot.partial.items()))
-            c["reason"] += f"; the boot agrees on {boot.agree} of {boot.cases} cases but cannot exercise {gaps}"
+            c.reason += f"; the boot agrees on {boot.agree} of {boot.cases} cases but cannot exercise {gaps}"
 
 
 # ---- the report ----------------------------------------------------------------------------------
@@ -325,7 +322,7 @@ def report(args, ctx: dict, code: int, start: float) -> str:
                            "delivery": ctx["delivery"], "against": against.name, "against_why": ctx["why"],
                            "exit_code": code, "read_from_tree": read_from_tree(result),
                            "taken_from_model": functions_json(functions, by_change),
-                           "prove": doc, "diff_of": diff_name, "diff": diff_json(diff), "boot": boot_json(boot)},
+                           "prove": doc.json(), "diff_of": diff_name, "diff": diff_json(diff), "boot": boot_json(boot)},
                           indent=2) + "\n"
     diff_words = diff_text(diff, args.verbose)
     if args.format == "junit":
@@ -368,8 +365,8 @@ def report(args, ctx: dict, code: int, start: float) -> str:
         parts += ["\n== --boot: Xen built from the tree, run with the tree's extracted spec as the prediction\n",
                   boot_text(boot)]
     tail = f" in {time.perf_counter() - start:.1f}s" if args.timings else ""
-    unverified = doc["summary"].get("unverified", 0)
-    parts.append(f"\ncheck-xen: invariants exit {doc['exit_code']}"
+    unverified = doc.summary.get("unverified", 0)
+    parts.append(f"\ncheck-xen: invariants exit {doc.exit_code}"
                  + (f" ({unverified} unverified)" if unverified else "")
                  + f", diff exit {diff.exit_code}" + (f", boot {'ok' if boot.ok else 'FAILED'}" if boot else "")
                  + f": exit {code}{tail}\n")
