@@ -319,7 +319,7 @@ def describe(t: tuple) -> str:
         return f"{t[1]} callback, rip={t[2]}, {'masked' if t[3] else 'unmasked'}"
     return {"none": "nothing: the guest goes on after the instruction", "hypercall": "a hypercall returns",
             "domain_crash": "the domain crashes", "unmodelled": "not modelled",
-            "call_gate": "the far CALL is emulated: the guest runs at the gate's target"}.get(t[0], t[0])
+            "call_gate": "an emulated far CALL: the guest runs at the gate's target"}.get(t[0], t[0])
 
 
 __all__ = ["NOT_VALIDATED", "Prediction", "Predictor", "as_observed", "coverage", "describe", "observed", "plan"]
