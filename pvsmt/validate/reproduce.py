@@ -304,8 +304,7 @@ def text(r: Reproduction) -> str:
     if detail and r.observation.event in ("exception", "callback"):
         lines.append(f"(the guest's report: {detail}; at = saved %rip - the instruction's start)")
     elif detail and r.observation.event == "call_gate":
-        lines += _wrap(f"(the guest's report: {detail}; the return address and CS the emulated CALL pushed, "
-                       f"ret = return address - the instruction's start)")
+        lines.append(f"(the guest's report: {detail}; the return address and CS the CALL pushed)")
     elif detail:
         lines += _wrap(f"({'Xen' if r.observation.event == 'domain_crash' else 'the run'}: {detail})")
     lines += ["", f"model: {guest_detail(r.prediction.guest)}"]
