@@ -122,6 +122,47 @@ def test_finding10_syscall32_bounce_masks_per_the_syscall_flag(monkeypatch, caps
     assert (code, o.callback, o.masked) == (0, "syscall32", case.cb_syscall_mask)
 
 
+@pytest.mark.parametrize("vendor", ["intel", "amd"])
+@pytest.mark.parametrize("table", ["ldt", "gdt"])
+def test_finding5_pv32_call_gate_is_emulated_on_master(monkeypatch, capsys, table, vendor):
+    # the guest's present DPL3 gate: the CPU sees DPL0 (audited), #GP(sel), pv_emulate_gate_op calls
+    # the target: the guest arrives at cb_gate from user mode, the return address after the 9A
+    code, out, r = reproduce(monkeypatch, capsys, "master",
+                             *sets("guest=pv32", "insn=callgate", f"gate.table={table}", f"vendor={vendor}"))
+    o, case = r.observation, r.plan.case
+    assert case.gate_selector == 0x1003 | (4 if table == "ldt" else 0) and case.gate_present
+    assert (code, o.event, o.rip, r.info["vendor"]) == (0, "call_gate", "target", vendor)
+    assert o.detail == "ret=+7 (next) cs=e02b" and "far CALL emulated by Xen" in out
+
+
+@pytest.mark.parametrize("vendor", ["intel", "amd"])
+@pytest.mark.parametrize("xen", ["master", "debian-4.17"])
+def test_finding11_pv64_not_present_gdt_gate_raises_np(monkeypatch, capsys, xen, vendor):
+    code, _, r = reproduce(monkeypatch, capsys, xen,
+                           *sets("insn=callgate", "gate.table=gdt", "gate.present=0", "gate.dpl=3",
+                                 "tt.0x0b.present=1", f"vendor={vendor}"))
+    o = r.observation
+    assert r.plan.case.gate_selector == 0x1003 and not r.plan.case.gate_present
+    assert (code, o.event, o.vector, o.error_code, o.rip) == (0, "exception", 11, 0x1000, "insn")
+
+
+def test_finding11_the_ldt_gate_too_on_417(monkeypatch, capsys):
+    code, _, r = reproduce(monkeypatch, capsys, "debian-4.17",
+                           *sets("insn=callgate", "gate.table=ldt", "gate.present=0", "gate.dpl=3"))
+    assert (code, r.observation.vector, r.observation.error_code) == (0, 11, 0x1004)
+
+
+def test_a_gate_configuration_is_the_gate_the_guest_writes():
+    from pvsmt.lang.parse import SpecLoader
+    plan = rp.plan_case(SpecLoader().load(ROOT / "specs" / "xen.spec"), {
+        "insn": rp.parse_setting("insn=callgate")[1], "gate.table": rp.parse_setting("gate.table=ldt")[1],
+        "gate.index": 0x1ffe, "gate.rpl": 1, "gate.present": False, "gate.dpl": 2})
+    c = plan.case
+    assert (c.gate_selector, c.gate_present, c.gate_dpl, c.gate_in_limit) == (0xfff5, False, 2, True)
+    int3 = rp.plan_case(SpecLoader().load(ROOT / "specs" / "xen.spec"), {"insn": rp.parse_setting("insn=int3")[1]})
+    assert int3.case.gate_selector == 0  # no gate for an instruction that reads none
+
+
 # ---- --from a real report --------------------------------------------------------------------
 
 def test_from_a_prove_json_refutation(monkeypatch, capsys, tmp_path):
@@ -143,7 +184,8 @@ def test_from_a_prove_json_refutation(monkeypatch, capsys, tmp_path):
 # ---- bad input: exit 2, no boot ----------------------------------------------------------------
 
 BAD = [
-    (sets("insn=callgate", "gate.present=0", "gate.dpl=3", "tt.0x0b.present=1"), "installs no call gates"),
+    (sets("insn=callgate", "gate.table=gdt", "gate.in_limit=0"), "GDTR limit covers"),
+    (sets("insn=callgate", "gate.table=ldt", "gate.index=8191"), "the largest LDT"),
     (sets("insn=int3", "debugger=1"), "debugger"),
     (sets("insn=int_n", "vector=0x80", "tt.0x80.present=0", "tt.0x80.dpl=3"), "null entry with a vDPL"),
     (sets("insn=int_n", "idt.0x21.dpl=3"), "what-if"),

@@ -21,6 +21,7 @@ from pvsmt.lang.parse import SpecLoader
 from pvsmt.model import xen_idt
 from pvsmt.xen.releases import spec_for
 from pvsmt.validate import known
+from pvsmt.validate.xencases import XenCase
 from pvsmt.validate.xenplan import NOT_VALIDATED, Predictor, as_observed, coverage, plan
 from pvsmt.validate.xenrun import run_xen_cases
 from pvsmt.validate.xenvalidate import compare, emulator_divergences, report, validate_all
@@ -72,6 +73,31 @@ def test_a_release_or_guest_kind_alone_misses_its_rules():
     assert "xen.emul_swint.ok" in coverage([(plan("pv64"), Predictor(spec("xen-4.17")))])
     assert "xen.swint.plus2" in coverage([(plan("pv64"), Predictor(spec("xen")))])
     assert "xen.int82.hypercall" in coverage([(plan("pv64"), Predictor(spec("xen")))])
+    assert "xen.emul_gate.ok" in coverage([(plan("pv64"), Predictor(spec("xen")))])  # PV32 emulates gates
+
+
+def test_the_plan_takes_the_call_gate_rules_with_the_guests_own_gates():
+    gate_rules = {"xen.np", "xen.idt.np", "xen.gp.pass", "xen.gp.gate", "xen.emul_gate.ok", "xen.emul_gate.dpl",
+                  "xen.emul_gate.limit", "xen.emul_gate.not_present", "xen.emul_gate.not_present_dpl0"}
+    assert not gate_rules & set(NOT_VALIDATED)
+    gates = [(c, Predictor(spec("xen")).predict(c)) for g in ("pv64", "pv32") for c in plan(g)
+             if c.insn == "callgate"]
+    taken = {s.rule.name for _, p in gates for s in p.evaluation.trace}
+    assert gate_rules <= taken
+    tables = {(c.guest, c.gate_selector & 4, c.gate_present) for c, _ in gates if c.gate_selector & ~3}
+    assert tables == {(g, t, p) for g in ("pv64", "pv32") for t in (0, 4) for p in (True, False)}
+
+
+def test_a_case_names_the_gate_the_guest_writes():
+    from pvsmt.validate.xenplan import situation
+    from pvsmt.model.vocab import GateTable
+    case = XenCase(1, "pv64", "user", insn="callgate", gate_selector=0x1006, gate_present=False, gate_dpl=2,
+                   gate_in_limit=False)
+    got = {k: v for k, v in situation(case).items() if k.startswith("gate.")}
+    assert got == {"gate.table": GateTable.LDT, "gate.index": 0x200, "gate.rpl": 2, "gate.in_limit": False,
+                   "gate.present": False, "gate.dpl": 2}
+    np_ = XenCase(2, "pv64", "user", insn="callgate", gate_selector=0x1003, gate_present=False)
+    assert as_observed(np_, Predictor(spec("xen")).predict(np_).guest) == ("exception", 11, 0x1000, "insn", False)
 
 
 def test_every_rule_left_out_says_why_and_exists():

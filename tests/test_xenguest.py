@@ -10,14 +10,15 @@ crash), so the wall time is a handful of boots of 1-3 s.
 """
 from __future__ import annotations
 
+import itertools
 import struct
 from pathlib import Path
 
 import pytest
 
-from pvsmt.validate.xencases import (HEADER, OVERRIDE, RECORD, TABLE_MAGIC, XenCase,
-                                     XenObservation, classify_rip, encode_table, guest_line,
-                                     parse_case_line, validate)
+from pvsmt.validate.xencases import (GDT_ENTS, GDT_LIMIT_INDEX, HEADER, LDT_ENTS, OVERRIDE,
+                                     RECORD, TABLE_MAGIC, XenCase, XenObservation, classify_rip,
+                                     encode_table, guest_line, parse_case_line, validate)
 from pvsmt.validate.xenrun import Boot, EmulatorError, available, run_xen_cases
 
 from xen_builds import REQUIRE, xen_binary
@@ -31,8 +32,9 @@ def test_table_layout():
     blob = encode_table('pv64', [c, XenCase(8)])
     assert HEADER.unpack_from(blob) == (TABLE_MAGIC, 2, 2, 0)
     rec = RECORD.unpack_from(blob, HEADER.size)
-    # id insn gm mode vec prefix flags flags2 0 gate ovr_count ovr_first
-    assert rec == (7, 2, 1, 1, 0, 0, 0x01 | 0x04 | 0x08 | 0x10 | 0x20 | 0x80, 1, 0, 0, 2, 0)
+    # id insn gm mode vec prefix flags flags2 gate gate_selector ovr_count ovr_first
+    # (gate: the defaults, present DPL3 within the limit, for an instruction that reads none)
+    assert rec == (7, 2, 1, 1, 0, 0, 0x01 | 0x04 | 0x08 | 0x10 | 0x20 | 0x80, 1, 0x0f, 0, 2, 0)
     rec2 = RECORD.unpack_from(blob, HEADER.size + RECORD.size)
     assert rec2[0] == 8 and rec2[10:] == (0, 2)
     ovr = blob[HEADER.size + 2 * RECORD.size:]
@@ -40,6 +42,42 @@ def test_table_layout():
     assert RECORD.size == 20 and struct.calcsize('<IIII') == HEADER.size
     pv32 = encode_table('pv32', [XenCase(1, 'pv32', mode='compat')])
     assert HEADER.unpack_from(pv32)[3] == 1
+
+
+def test_gate_byte_and_selector():
+    def record(**kw):
+        return RECORD.unpack_from(encode_table('pv32', [XenCase(1, 'pv32', 'user', 'compat', 'callgate',
+                                                                 **kw)]), HEADER.size)
+    # bit0 present, bits1-2 DPL, bit3 in_limit, bits4-5 target RPL, bit6 fresh page
+    assert record(gate_selector=0x1007)[8:10] == (0x0f, 0x1007)
+    assert record(gate_selector=0x1004, gate_present=False, gate_dpl=0, gate_target_rpl=1)[8] == 0x18
+    assert record(gate_selector=0x1005, gate_dpl=2, gate_fresh_page=True)[8] == 0x4d
+    assert record(gate_selector=0x1007, gate_in_limit=False)[8] == 0x07
+
+
+@pytest.mark.parametrize('kw', [
+    dict(gate_selector=0x0003),                                  # the null selector: no gate
+    dict(gate_selector=8 * (GDT_ENTS - 2) | 3),                  # the guest's last GDT gate
+    dict(gate_selector=8 * (LDT_ENTS - 2) | 7),                  # the largest LDT's last gate
+    dict(gate_selector=8 * GDT_LIMIT_INDEX, gate_in_limit=False),
+    dict(gate_selector=0x0004, gate_in_limit=False),             # LDT index 0 beyond: no LDT
+    dict(gate_selector=0x1004, gate_fresh_page=True),
+])
+def test_gates_the_guest_can_install(kw):
+    validate(XenCase(1, insn='callgate', **kw))
+
+
+@pytest.mark.parametrize('kw, what', [
+    (dict(gate_selector=8 * (GDT_ENTS - 1)), 'needs index \\+ 1 < 0x1c00'),
+    (dict(gate_selector=8 * GDT_ENTS + 3), "Xen's, not gates"),
+    (dict(gate_selector=0x1003, gate_in_limit=False), 'GDTR limit covers'),
+    (dict(gate_selector=8 * (LDT_ENTS - 1) | 4), 'the largest LDT'),
+    (dict(gate_selector=0x1003, gate_fresh_page=True), 'LDT gate within the limit only'),
+    (dict(gate_selector=0x1004, gate_dpl=4), 'gate_dpl'),
+])
+def test_gates_the_guest_cannot_install(kw, what):
+    with pytest.raises(ValueError, match=what):
+        validate(XenCase(1, insn='callgate', **kw))
 
 
 @pytest.mark.parametrize('kw, what', [
@@ -86,6 +124,12 @@ def test_parse_lines():
     assert parse_case_line('PVSMT C 3 H 40011 1', e).detail == 'rax=40011 ok'
     assert parse_case_line('PVSMT C 3 H ffffffda 0', e).detail == 'rax=ffffffda not xen_version'
     assert parse_case_line('PVSMT C 3 U set_trap_table -16', e).event == 'error'
+    g = XenCase(5, 'pv32', 'user', 'compat', 'callgate', gate_selector=0x1007)
+    assert parse_case_line('PVSMT C 5 G +7 0 e02b', g) == XenObservation(
+        5, 'call_gate', rip='target', masked=False, detail='ret=+7 (next) cs=e02b')
+    for bad in ('PVSMT C 5 G +7 0', 'PVSMT C 5 G x 0 e02b'):
+        with pytest.raises(ValueError):
+            parse_case_line(bad, g)
     for bad in ('PVSMT C 4 N', 'PVSMT C 3 X 6', 'PVSMT C 3 Q', 'PVSMT C zz N', 'PVSMT C 3 H 1'):
         with pytest.raises(ValueError):
             parse_case_line(bad, e)
@@ -224,17 +268,55 @@ def pv32_plan() -> Plan:
     return p
 
 
-def check(plan: Plan, obs: list, info: dict, version: str) -> None:
-    assert info['xen_version'].startswith(version), info
+def gate_plan(guest: str) -> Plan:
+    """Far CALLs through gates the guest writes (GDT 0x200, LDT 0x200: selectors 0x1000, 0x1004).
+    PV64: no emulation, the CPU's #GP(sel) or, for a not-present gate whose DPL permits, #NP(sel);
+    PV32: Xen emulates a present gate the guest's DPL permits (pv/emul-gate-op.c)."""
+    p = Plan(guest)
+    for gm, mode in itertools.product(('kernel', 'user'), ('compat',) if guest == 'pv32'
+                                      else ('long64', 'compat')):
+        k = dict(guest_mode=gm, mode=mode, insn='callgate')
+        cpl = 1 if guest == 'pv32' and gm == 'kernel' else 3
+        cs = {'kernel': 'e019', 'user': 'e02b'}[gm]
+        for sel in (0x1003, 0x1007):
+            gp, np_ = exc(13, sel & ~3), exc(11, sel & ~3)
+            emulated = dict(event='call_gate', rip='target', detail=f'ret=+7 (next) cs={cs}')
+            p.add(emulated if guest == 'pv32' else gp, gate_selector=sel, **k)
+            p.add(np_, gate_selector=sel, gate_present=False, **k)
+            p.add(gp, gate_selector=sel, gate_present=False, gate_dpl=0, **k)
+            if sel & 4:  # an LDT that ends just before the gate
+                p.add(gp, gate_selector=sel, gate_in_limit=False, **k)
+            # DPL 1 written, RPL 1: PV32 keeps the DPL (ring 1), PV64 makes it 3 (both audited to 0);
+            # with RPL 3 the gate's DPL is below the RPL
+            rpl1 = sel & ~3 | 1
+            p.add(gp if guest == 'pv64' or cpl == 3 else emulated, gate_selector=rpl1, gate_dpl=1, **k)
+            p.add(gp if cpl == 3 else np_, gate_selector=rpl1, gate_present=False, gate_dpl=1, **k)
+            p.add(gp, gate_selector=sel, gate_dpl=1, **k)
+        p.add(exc(13, 0xf000), gate_selector=0xf003, gate_in_limit=False, **k)
+        if guest == 'pv32':
+            # a not-present DPL0 gate: Xen reads its DPL from the target selector's RPL
+            p.add(exc(11 if cpl == 1 else 13, 0x1004), gate_selector=0x1005, gate_present=False,
+                  gate_dpl=0, gate_target_rpl=1, **k)
+            p.add(exc(11, 0x1004), gate_selector=0x1007, gate_present=False, gate_dpl=0,
+                  gate_target_rpl=3, **k)
+            # an audited DPL3 gate (target RPL 3) in a page Xen then validates: the page is refused
+            p.add(exc(14, 0 if cpl == 1 else 4), gate_selector=0x1007, gate_fresh_page=True, **k)
+            p.add(dict(event='call_gate') if cpl == 1 else exc(13, 0x1004), gate_selector=0x1005,
+                  gate_dpl=1, gate_fresh_page=True, **k)
+    return p
+
+
+def mismatches(plan: Plan, obs: list) -> list:
     assert len(obs) == len(plan.cases)
     assert [o.case_id for o in obs] == [c.id for c in plan.cases]
-    assert not [o for o in obs if o.event in ('error', 'timeout')]
-    wrong = []
-    for c, o in zip(plan.cases, obs):
-        for field, want in plan.expect.get(c.id, {}).items():
-            if getattr(o, field) != want:
-                wrong.append((c, o))
-                break
+    assert not [o for o in obs if o.event in ('error', 'timeout')], obs
+    return [(c, o) for c, o in zip(plan.cases, obs)
+            if any(getattr(o, f) != want for f, want in plan.expect.get(c.id, {}).items())]
+
+
+def check(plan: Plan, obs: list, info: dict, version: str) -> None:
+    assert info['xen_version'].startswith(version), info
+    wrong = mismatches(plan, obs)
     assert not wrong, '\n'.join(f'{c}\n  -> {o}' for c, o in wrong[:10])
     hc = [o for o in obs if o.event == 'hypercall']
     assert hc and all(o.detail == f'rax={info["xen_version_hypercall"]} ok' for o in hc)
@@ -276,3 +358,14 @@ def test_pv32_master():
     obs, info = run_xen_cases(xen, 'pv32', plan.cases)
     check(plan, obs, info, '4.2')
     assert len(plan.cases) >= 200
+
+
+@pytest.mark.parametrize('xen_name, guest', [('debian-4.17', 'pv64'), ('master', 'pv64'), ('master', 'pv32')])
+def test_call_gates(xen_name, guest):
+    xen = xen_binary(xen_name)
+    xen_or_skip(xen)
+    plan = gate_plan(guest)
+    obs, info = run_xen_cases(xen, guest, plan.cases)
+    wrong = mismatches(plan, obs)
+    assert not wrong, '\n'.join(f'{c}\n  -> {o}' for c, o in wrong[:10])
+    assert info['boots'] == 1

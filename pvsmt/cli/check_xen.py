@@ -177,10 +177,10 @@ def _recount(doc: Report) -> None:
 
 BOOT_SCOPE = ("the boot builds the tree with CONFIG_PV=y, CONFIG_PV32=y, CONFIG_DEBUG=n (whatever --config says), "
               "runs it under QEMU (TCG, `-cpu max` with Intel's and with AMD's CPUID; IDT delivery: no FRED) with "
-              "pvsmt's PV test guest as dom0, and compares about 2,500 PV64 and 1,200 PV32 cases per vendor with "
+              "pvsmt's PV test guest as dom0, and compares about 2,800 PV64 and 1,350 PV32 cases per vendor with "
               "the model's prediction under "
               "the tree's extracted spec.  It exercises the Xen rules a run can take (pvsmt/validate/xenplan.py); "
-              "it cannot exercise an attached debugger, PV32 call-gate emulation, #GP with EXT, nested faults, "
+              "it cannot exercise an attached debugger, a call gate the CPU transfers through, #GP with EXT, nested faults, "
               "or FRED (xenplan.NOT_VALIDATED), nor real hardware's differences from QEMU.  A changed function is confirmed only when every "
               "rule that encodes it is exercised and every case agrees.")
 

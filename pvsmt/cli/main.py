@@ -163,7 +163,7 @@ prediction rests on a rule marked UNCERTAIN, and unexplained otherwise.
 With --xen XEN (a hypervisor binary: xen or xen.gz) or --xen-tree DIR (a Xen
 source tree or .tar.xz archive, built with CONFIG_PV=y, CONFIG_PV32=y and cached),
 boot that Xen under QEMU with pvsmt's PV test guest as dom0 (pvsmt/validate/xenguest),
-run some 2,500 PV64 or 1,200 PV32 cases (every Xen rule a run can take, and INT $N
+run some 2,800 PV64 or 1,350 PV32 cases (every Xen rule a run can take, and INT $N
 over all 256 vectors at vDPL 0 and 3 from kernel and user mode, unprefixed and
 REX-prefixed), and compare what the guest saw with the model's guest-level
 prediction under the release's spec: the one `pvsmt` ships for the version in Xen's
@@ -194,7 +194,8 @@ take the spec's defaults) or --from REPORT.json: a counterexample of `pvsmt prov
 --format json`, the configuration of `pvsmt explain --json`, or a witness of `pvsmt
 diff --json` (--index N picks the Nth, default 1).  The spec's own facts (IDT,
 swint_emul, ...) are always the booted Xen's.  A configuration the guest cannot set
-up (a call gate, a debugger, a null trap-table entry with a vDPL, FRED) is refused.
+up (a call gate its GDT or LDT cannot hold, a debugger, a null trap-table entry with a
+vDPL, FRED) is refused.
 """
 
 REPRODUCE_EXIT_CODES = """\

@@ -8,9 +8,9 @@ release spec is printed beside what the guest observed.
 
 The mapping is faithful or refused: every name the model reads on the
 configuration's path must have, in the case the guest runs, the value asked
-for.  A configuration the guest cannot set up (a call gate, a debugger, a
-crafted null trap-table entry with a vDPL, a what-if over the spec's facts,
-FRED) is an InputError (exit 2) saying why.
+for.  A configuration the guest cannot set up (a call gate its GDT or LDT
+cannot hold, a debugger, a crafted null trap-table entry with a vDPL, a
+what-if over the spec's facts, FRED) is an InputError (exit 2) saying why.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from ..backends.concrete import Config, evaluate
 from ..backends.configure import parse_setting, resolve
 from ..errors import InputError
 from ..lang.spec import Spec, is_system
-from ..model.vocab import NONE, Abi, Delivery, Vendor, domain_of
+from ..model.vocab import NONE, Abi, Delivery, GateTable, Insn, Vendor, domain_of
 
 #: Why the PV test guest cannot give a name the value a configuration asks for.
 CANNOT = {
-    "gate.": "the PV test guest installs no call gates: its far CALL goes through the null selector",
     "debugger": "no debugger (gdbsx) is attached in a test boot",
     "sig_read_fault": "the test stub is never within 5 bytes of an unmapped page",
     "tt.": "the guest nulls a trap-table entry by not registering it, so its vDPL is 0; a null entry "
@@ -132,6 +131,17 @@ def _reason(name: str) -> str:
     return "the PV test guest does not set it"
 
 
+def gate_fields(config: Config) -> dict:
+    """The XenCase fields of a far CALL's selector and gate (xenplan.gate_knobs inverted); none for
+    another instruction."""
+    if config.get("insn") != Insn.CALLGATE:
+        return {}
+    ti = 4 if config.get("gate.table") == GateTable.LDT else 0
+    return dict(gate_selector=config.get("gate.index") << 3 | ti | config.get("gate.rpl"),
+                gate_present=config.get("gate.present"), gate_dpl=config.get("gate.dpl"),
+                gate_in_limit=config.get("gate.in_limit"))
+
+
 def plan_case(spec: Spec, settings: dict) -> Plan:
     """The XenCase that runs the configuration `settings` of `spec`, or an InputError saying why none can."""
     from .xencases import XenCase, validate
@@ -158,7 +168,7 @@ def plan_case(spec: Spec, settings: dict) -> Plan:
         prefix=config.get("prefix").label if config.get("insn").label == "int_n" else "none",
         of=config.get("of"), bound_in_range=config.get("bound.in_range"), tt=tuple(tt),
         cb_syscall=config.get("cb.syscall"), cb_syscall32=config.get("cb.syscall32"),
-        cb_sysenter=config.get("cb.sysenter"))
+        cb_sysenter=config.get("cb.sysenter"), **gate_fields(config))
     if case.guest == "pv32" and not case.cb_syscall:
         case = replace(case, cb_syscall=True)  # Xen has no 64-bit syscall callback for PV32
     try:
@@ -248,6 +258,9 @@ def _fields(t: tuple) -> dict:
     if t[0] == "callback":
         return {"event": f"{t[1]} callback", "error code": "", "saved %rip": RIP_SHORT.get(t[2], t[2]),
                 "events": "masked" if t[3] else "unmasked"}
+    if t[0] == "call_gate":
+        return {"event": "far CALL emulated by Xen", "error code": "", "saved %rip": "the gate's target",
+                "events": ""}
     return {"event": describe(t), "error code": "", "saved %rip": "", "events": ""}
 
 
@@ -290,6 +303,8 @@ def text(r: Reproduction) -> str:
     detail = r.observation.detail
     if detail and r.observation.event in ("exception", "callback"):
         lines.append(f"(the guest's report: {detail}; at = saved %rip - the instruction's start)")
+    elif detail and r.observation.event == "call_gate":
+        lines.append(f"(the guest's report: {detail}; the return address and CS the CALL pushed)")
     elif detail:
         lines += _wrap(f"({'Xen' if r.observation.event == 'domain_crash' else 'the run'}: {detail})")
     lines += ["", f"model: {guest_detail(r.prediction.guest)}"]

@@ -2,7 +2,9 @@
 
 Cases come from the Xen layer's own case split (pvsmt/model/xen_idt.py): every
 instruction in each guest mode and code mode with and without its callbacks,
-the vDPL rule against each guest mode, prefixes, the trap table's IF flag, and
+the vDPL rule against each guest mode, prefixes, the trap table's IF flag, far
+CALLs through call gates the guest writes into its GDT and LDT (present or not,
+every DPL and selector RPL, each table's edges and selectors beyond its limit), and
 null trap-table entries (each of those crashes the domain, so they run last);
 plus INT $N over all 256 vectors at vDPL 0 and 3, from the kernel and from user
 mode, unprefixed and (PV64) REX-prefixed.  `coverage` lists the Xen rules no
@@ -29,35 +31,28 @@ from ..lang.spec import Spec
 from ..model.vocab import (NONE, Callback, CodeMode, GateTable, Guest, GuestEvent, GuestMode, Insn, MaskFlag, Prefix,
                      Rip, Vendor)
 from .cases import check_every_instruction
-from .xencases import XenCase, XenObservation
+from .xencases import GDT_ENTS, GDT_LIMIT_INDEX, LDT_ENTS, XenCase, XenObservation
 
 #: Xen rules a run cannot take, and why.
 NOT_VALIDATED = {
     "xen.shutdown": "a triple fault: Xen's IDT has every gate present",
     "xen.df": "a double fault: Xen's IDT has every gate present",
     "xen.np.ext": "an exception through a not-present gate: Xen's IDT has every gate present",
-    "xen.np": "#NP from a guest's not-present call gate: the PV test guest installs no call gates",
-    "xen.idt.np": "#NP from a guest's not-present call gate: the PV test guest installs no call gates",
     "xen.emul_swint.not_cd": "#GP naming an IDT vector from an instruction other than INT $N: Xen's gates "
                              "for INT3 and INTO are DPL3",
     "xen.gp.ext": "#GP with EXT: a nested fault during delivery through Xen's IDT",
     "xen.idt.sw_at_exception": "INT $N reaching an exception entry directly needs a DPL3 gate other than 3, 4",
     "xen.idt.irq": "INT $N reaching common_interrupt directly needs a DPL3 IRQ gate",
-    "xen.callgate.raw": "a call gate the audit left callable: the PV test guest installs no call gates",
+    "xen.callgate.raw": "a call gate the CPU transfers through: Xen's audit clears every present guest gate's "
+                        "DPL (gate_audit = 1 in every release spec), and a not-present one never transfers",
     "xen.int3.debugger": "no debugger (gdbsx) is attached in a test boot",
     "xen.db.debugger": "no debugger (gdbsx) is attached in a test boot",
     "xen.ud.sig_read_fault": "the test stub is never within 5 bytes of an unmapped page",
     "xen.exception.other": "an exception outside the model (#PF, #SS, ...)",
     "xen.int82.other": "only a PV32 kernel (CPL1) gets through the DPL1 gate of 0x82",
     "xen.lstar.pv32": "a PV32 guest runs no 64-bit code",
-    "xen.emul_gate.decode": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.emul_gate.limit": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.emul_gate.dpl": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.emul_gate.not_present": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.emul_gate.not_present_dpl0": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.emul_gate.ok": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.gp.gate": "PV32 call-gate emulation: the PV test guest installs no call gates",
-    "xen.gp.pass": "#GP with a selector error code: the PV test guest installs no call gates",
+    "xen.emul_gate.decode": "an instruction other than a far CALL raising #GP(gate selector): of the model's "
+                            "instructions only the far CALL raises #GP with a selector error code",
 }
 #: Layers of the model a Xen run checks: the Xen rules with IDT delivery.
 LAYERS = ("xen.",)
@@ -76,7 +71,7 @@ def modes(guest: str) -> tuple[str, ...]:
 def plan(guest: str, first_id: int = 0) -> list[XenCase]:
     """Every case of a run for one guest kind, ids from `first_id`; domain crashes last."""
     specs = []
-    for group in (int_sweep, prefixes, vdpl_matrix, insn_matrix, mask_flags, crashes):
+    for group in (int_sweep, prefixes, vdpl_matrix, insn_matrix, gates, mask_flags, crashes):
         specs += group(guest)
     check_every_instruction((kw["insn"] for kw in specs), __file__)
     return [XenCase(first_id + i, guest=guest, **kw) for i, kw in enumerate(specs)]
@@ -137,6 +132,33 @@ def _variants(insn: str) -> list[dict]:
     if insn == "bound":
         return [dict(bound_in_range=True), dict(bound_in_range=False)]
     return [{}]
+
+
+#: The gate indices of the matrix: the second page of either table (the spec defaults' 0x200).
+GATE_INDEX = 0x200
+#: Further (table, index, in_limit): each table's first and last gate, and selectors beyond the
+#: limit (no LDT at all; an LDT ending just before the gate; a GDT index past Xen's page).
+GATE_EDGES = (("gdt", 1, True), ("gdt", GDT_ENTS - 2, True), ("ldt", 0, True), ("ldt", LDT_ENTS - 2, True),
+              ("ldt", 0, False), ("ldt", GATE_INDEX, False), ("gdt", GDT_LIMIT_INDEX, False),
+              ("gdt", 0x1FFF, False))
+
+
+def selector(table: str, index: int, rpl: int) -> int:
+    return index << 3 | (4 if table == "ldt" else 0) | rpl
+
+
+def gates(guest: str) -> list[dict]:
+    """Far CALL through a gate the guest wrote: in the GDT and the LDT, present or not, at every DPL
+    and selector RPL, from both guest modes; then each table's edges and selectors beyond its limit."""
+    out = []
+    for gm, mode in itertools.product(("kernel", "user"), modes(guest)):
+        for table, present, dpl, rpl in itertools.product(("gdt", "ldt"), (True, False), range(4), range(4)):
+            out.append(dict(guest_mode=gm, mode=mode, insn="callgate", gate_selector=selector(table, GATE_INDEX, rpl),
+                            gate_present=present, gate_dpl=dpl))
+        for (table, index, in_limit), present in itertools.product(GATE_EDGES, (True, False)):
+            out.append(dict(guest_mode=gm, mode=mode, insn="callgate", gate_selector=selector(table, index, 3),
+                            gate_present=present, gate_dpl=3, gate_in_limit=in_limit))
+    return out
 
 
 def mask_flags(guest: str) -> list[dict]:
@@ -227,9 +249,7 @@ def situation(case: XenCase) -> dict:
         "mode": CodeMode.parse(case.mode), "cpl": 1 if pv32 and kernel else 3,
         "insn": Insn.parse(case.insn), "vector": case.vector, "prefix": Prefix.parse(case.prefix),
         "of": case.of, "bound.in_range": case.bound_in_range,
-        # the far CALL of a case is through the null selector (gate_selector 0)
-        "gate.table": GateTable.GDT, "gate.index": case.gate_selector >> 3, "gate.rpl": case.gate_selector & 3,
-        "gate.in_limit": True, "gate.present": True, "gate.dpl": 0,
+        **gate_knobs(case),
         "cb.syscall": case.cb_syscall and not pv32, "cb.syscall32": case.cb_syscall32,
         "cb.sysenter": case.cb_sysenter, "debugger": False, "sig_read_fault": False,
     }
@@ -241,6 +261,14 @@ def situation(case: XenCase) -> dict:
     for v, (present, dpl) in table.items():
         values[f"tt.{v:#04x}.present"], values[f"tt.{v:#04x}.dpl"] = present, dpl
     return values
+
+
+def gate_knobs(case: XenCase) -> dict:
+    """The far CALL's selector and the gate the guest wrote for it (xencases.gate_flags)."""
+    sel = case.gate_selector
+    return {"gate.table": GateTable.LDT if sel & 4 else GateTable.GDT, "gate.index": sel >> 3,
+            "gate.rpl": sel & 3, "gate.in_limit": case.gate_in_limit, "gate.present": case.gate_present,
+            "gate.dpl": case.gate_dpl}
 
 
 def coverage(runs) -> list[str]:
@@ -290,7 +318,8 @@ def describe(t: tuple) -> str:
     if t[0] == "callback":
         return f"{t[1]} callback, rip={t[2]}, {'masked' if t[3] else 'unmasked'}"
     return {"none": "nothing: the guest goes on after the instruction", "hypercall": "a hypercall returns",
-            "domain_crash": "the domain crashes", "unmodelled": "not modelled"}.get(t[0], t[0])
+            "domain_crash": "the domain crashes", "unmodelled": "not modelled",
+            "call_gate": "an emulated far CALL: the guest runs at the gate's target"}.get(t[0], t[0])
 
 
 __all__ = ["NOT_VALIDATED", "Prediction", "Predictor", "as_observed", "coverage", "describe", "observed", "plan"]

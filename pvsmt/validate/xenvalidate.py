@@ -150,10 +150,27 @@ def case_text(case: XenCase) -> str:
     if case.insn in ("syscall", "sysenter"):  # the callback the instruction's path reads
         name = "sysenter" if case.insn == "sysenter" else "syscall" if case.mode == "long64" else "syscall32"
         parts.append(f"{name} callback " + ("registered" if getattr(case, f"cb_{name}") else "not registered"))
+    if case.insn == "callgate":
+        parts.append(gate_text(case))
     parts += [f"TT[{v:#04x}] " + (f"vDPL{dpl}" if present else "null") for v, present, dpl in case.tt]
     if case.tt_if:
         parts.append("TT IF flag set")
     return f"case {case.id}: " + ", ".join(parts)
+
+
+def gate_text(case: XenCase) -> str:
+    """The far CALL's selector and the gate the guest wrote for it."""
+    sel = case.gate_selector
+    index, table = sel >> 3, "LDT" if sel & 4 else "GDT"
+    if table == "GDT" and index == 0:
+        return f"null selector {sel:#x}"
+    where = f"selector {sel:#06x} ({table}[{index:#x}], RPL{sel & 3})"
+    if not case.gate_in_limit:
+        return f"{where} beyond the {table} limit"
+    gate = f"{'present' if case.gate_present else 'not-present'} gate DPL{case.gate_dpl}"
+    if not case.gate_present and case.gate_target_rpl:
+        gate += f", target RPL{case.gate_target_rpl}"
+    return f"{where}, {gate}" + (", in a page Xen has not validated" if case.gate_fresh_page else "")
 
 
 def report(run: XenRun, divergences, verbose: bool = False) -> str:

@@ -56,7 +56,7 @@ trap_stubs:
         .set vec, vec + 1
         .endr
 
-        .globl cb_syscall, cb_syscall32, cb_sysenter, cb_upcall, cb_failsafe
+        .globl cb_syscall, cb_syscall32, cb_sysenter, cb_upcall, cb_failsafe, cb_gate
 cb_syscall:   push $EV_SYSCALL
               jmp  event_common
 cb_syscall32: push $EV_SYSCALL32
@@ -66,6 +66,9 @@ cb_sysenter:  push $EV_SYSENTER
 cb_upcall:    push $EV_UPCALL
               jmp  event_common
 cb_failsafe:  push $EV_FAILSAFE
+              jmp  event_common
+/* the target of every present call gate (Xen emulates a PV32 far CALL through it) */
+cb_gate:      push $EV_GATE
               jmp  event_common
 
 /*
@@ -195,9 +198,15 @@ event_stack_top:
 
         .bss
         .p2align 12
-        .globl shinfo_page
+        .globl shinfo_page, gdt_pages, ldt_pages
 shinfo_page:
         .skip 4096
+/* descriptor pages: mapped read-only at start of day (Xen types them as
+ * segment-descriptor pages), written only with HYPERVISOR_update_descriptor */
+gdt_pages:
+        .skip GDT_PAGES * 4096
+ldt_pages:
+        .skip LDT_PAGES * 4096
         .skip 16384
 main_stack_top:
         .globl saved_rax, saved_rbx, arrival_mask, vcpu_mask_ptr

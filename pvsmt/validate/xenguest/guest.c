@@ -41,7 +41,7 @@ struct mmuext_op { u32 cmd; ulong arg1, arg2; };
 struct table_head { u32 magic, ncases, noverrides, guest; };
 struct case_rec {
     u32 id;
-    u8 insn, guest_mode, mode, vector, prefix, flags, flags2, pad;
+    u8 insn, guest_mode, mode, vector, prefix, flags, flags2, gate;
     u16 gate_sel, ovr_count;
     u32 ovr_first;
 } __attribute__((packed));
@@ -58,11 +58,17 @@ enum { I_INT3, I_INT_N, I_INTO, I_INT1, I_CALLGATE, I_SYSCALL, I_SYSENTER,
 #define F_CB_SC_M   0x40
 #define F_CB_SC32_M 0x80
 #define F2_CB_SE_M  0x01
+/* gate: the call gate a callgate case's selector names (xencases.py) */
+#define G_PRESENT   0x01        /* the P bit as written */
+#define G_DPL(g)    (((g) >> 1) & 3)
+#define G_IN_LIMIT  0x08        /* the selector is within the table's limit */
+#define G_TRPL(g)   (((g) >> 4) & 3)    /* not present: the target selector's RPL */
+#define G_FRESH     0x40        /* LDT: write into a page Xen has not validated */
 
 extern u8 hypercall_page[], trap_stubs[], user_stub[], user_data[], event_stack_top[];
-extern u8 shinfo_page[];
+extern u8 shinfo_page[], gdt_pages[], ldt_pages[];
 extern void cb_syscall(void), cb_syscall32(void), cb_sysenter(void), cb_upcall(void),
-            cb_failsafe(void);
+            cb_failsafe(void), cb_gate(void);
 extern ulong saved_rax;
 extern u32 arrival_mask;
 extern u8 *vcpu_mask_ptr;
@@ -187,6 +193,138 @@ static slong reg_callback(u32 type, void (*fn)(void), int mask)
 }
 
 #define PTE_FLAGS 0x67ull   /* present, writable, user, accessed, dirty */
+#define PTE_RO    0x25ull   /* present, user, accessed: no writable mapping */
+
+/* ---- call gates: the guest's GDT and LDT ---- */
+static u64 gate_ma;         /* the descriptor the last case wrote (0: none) */
+static u32 ldt_ents;        /* the LDT's size as last set (0: no LDT) */
+
+static u64 maddr_of(void *va)
+{
+    return (mfn_of(va) << 12) | ((ulong)va & 0xfff);
+}
+
+static slong write_desc(u64 ma, u64 desc)
+{
+#ifdef __x86_64__
+    return hcall(HC_update_descriptor, ma, desc, 0, 0, 0);
+#else
+    return hcall(HC_update_descriptor, (u32)ma, (u32)(ma >> 32), (u32)desc,
+                 (u32)(desc >> 32), 0);
+#endif
+}
+
+static slong set_ldt(u32 ents)
+{
+    struct mmuext_op op = { MMUEXT_SET_LDT, (ulong)ldt_pages, ents };
+    return hcall(HC_mmuext_op, (ulong)&op, 1, 0, DOMID_SELF, 0);
+}
+
+/*
+ * Descriptor pages must have no writable mapping: Xen takes a GDT frame
+ * (set_gdt) or an LDT page (mapped on first use) as a segment-descriptor page
+ * (pv/descriptor-tables.c L86-92, pv/mm.c L76-88), validating all 512
+ * descriptors (descriptor-tables.c L273-286; zeros are not present, accepted).
+ * The GDT is every frame a guest may own; the LDT is set per case.
+ */
+static void desc_tables_init(void)
+{
+    ulong frames[GDT_PAGES];
+    slong rc;
+
+    for (u8 *va = gdt_pages; va < ldt_pages + LDT_PAGES * 4096; va += 4096) {
+        rc = map_page(va, (mfn_of(va) << 12) | PTE_RO);
+        if (rc) panic("map-desc", (u64)-rc, (ulong)va);
+    }
+    for (u32 i = 0; i < GDT_PAGES; i++)
+        frames[i] = mfn_of(gdt_pages + 4096 * i);
+    rc = hcall(HC_set_gdt, (ulong)frames, GDT_ENTS, 0, 0, 0);
+    if (rc) panic("set_gdt", (u64)-rc, 0);
+}
+
+/*
+ * A call gate (type 0xC, no parameters) to cb_gate.  Present: the target must be
+ * the kernel's flat code selector (FLAT_KERNEL_CS / FLAT_COMPAT_KERNEL_CS,
+ * asm/desc.h L72-77); Xen's audit then clears the DPL and keeps it, ring-
+ * compressed, in the target selector's RPL (descriptor-tables.c L196-199,
+ * L242-258).  Not present: accepted unchanged (L192-194), so the target's RPL is
+ * the guest's; read_gate_descriptor takes a DPL-0 gate's DPL from it
+ * (pv/emul-gate-op.c L44-46).  A 64-bit gate's second half (offset 63:32, all
+ * zero here) is the next, zeroed descriptor.
+ */
+static u64 gate_desc(u8 g)
+{
+    ulong off = (ulong)cb_gate;
+    u32 sel = (g & G_PRESENT) ? KERNEL_CS : (KERNEL_CS & ~3) | G_TRPL(g);
+    u32 a = (sel << 16) | (off & 0xffff);
+    u32 b = (off & 0xffff0000u) | ((g & G_PRESENT) ? 0x8000 : 0) | (G_DPL(g) << 13) | 0xc00;
+    return ((u64)b << 32) | a;
+}
+
+static slong resize_ldt(u32 ents)
+{
+    slong rc = 0;
+    if (ents != ldt_ents && (rc = set_ldt(ents)) == 0) ldt_ents = ents;
+    return rc;
+}
+
+/*
+ * Xen takes a page as a descriptor page (validate_segdesc_page) only while it
+ * holds no gate yet: an audited gate is not always accepted a second time.  The
+ * audit stores the DPL in the target selector's RPL (descriptor-tables.c
+ * L256-258), and the re-check accepts FLAT_COMPAT_KERNEL_CS only with RPL 1
+ * (asm/desc.h L72-77): a PV32 gate of DPL 2 or 3 written with update_descriptor
+ * into a page that is not yet a descriptor page makes Xen reject the page when
+ * the LDT maps it (pv/mm.c L84-88, mm.c L2657-2666), and the CPU's LDT access
+ * becomes the guest's #PF (traps.c L1514-1516).  So the LDT page is touched
+ * (LAR reads its descriptor: Xen maps it on the fault) before the gate is
+ * written, unless the case asks for that #PF (G_FRESH).
+ */
+static void ldt_touch(u32 index)
+{
+    u32 ar;
+    asm volatile("lar %1, %0" : "=r"(ar) : "r"(index << 3 | 4) : "cc");
+}
+
+/* The LDT page of `index` made an ordinary page again: unmapped from the LDT,
+ * mapped writable (Xen retypes it) and read-only again. */
+static slong ldt_unvalidate(u32 index)
+{
+    u8 *page = ldt_pages + (8 * index & ~0xfffu);
+    slong rc = resize_ldt(0);
+    if (!rc) rc = map_page(page, (mfn_of(page) << 12) | PTE_FLAGS);
+    if (!rc) rc = map_page(page, (mfn_of(page) << 12) | PTE_RO);
+    return rc;
+}
+
+/* The case's gate: the last case's one cleared, the LDT sized to hold this one
+ * (or to end just before it), this one written within the table's limit. */
+static slong gate_setup(const struct case_rec *c)
+{
+    u32 index = c->gate_sel >> 3, ldt = c->gate_sel & 4, fresh = c->gate & G_FRESH;
+    u8 *desc = (ldt ? ldt_pages : gdt_pages) + 8 * index;
+    slong rc = 0;
+
+    if (gate_ma) {
+        rc = write_desc(gate_ma, 0);
+        gate_ma = 0;
+        if (rc) return rc;
+    }
+    if (c->insn != I_CALLGATE || !(c->gate_sel & ~3))
+        return resize_ldt(0);
+    if (!(c->gate & G_IN_LIMIT))
+        return resize_ldt(ldt ? index : 0);
+    if (index + 1 >= (ldt ? LDT_ENTS : GDT_ENTS))
+        return -1000;
+    if (ldt) {
+        if (fresh) rc = ldt_unvalidate(index);
+        if (!rc) rc = resize_ldt(LDT_ENTS);
+        if (rc) return rc;
+        if (!fresh) ldt_touch(index);
+    }
+    gate_ma = maddr_of(desc);
+    return write_desc(gate_ma, gate_desc(c->gate));
+}
 
 static void case_error(const char *what, slong rc)
 {
@@ -293,6 +431,8 @@ static void __attribute__((noreturn)) run_case(const struct case_rec *c)
     int compat = c->mode == 1;
     rc = build_stub(c, compat, present);
     if (rc) { case_error("stub", rc); cur++; run_cases(); }
+    rc = gate_setup(c);
+    if (rc) { case_error("gate", rc); cur++; run_cases(); }
 
     rc = hcall(HC_set_trap_table, 0, 0, 0, 0, 0);
     if (!rc) rc = hcall(HC_set_trap_table, (ulong)tt, 0, 0, 0, 0);
@@ -343,6 +483,22 @@ static const char *cb_name(u32 id)
     }
 }
 
+/* The far CALL arrived at the gate's target: its frame is the return address and
+ * the caller's CS, plus the caller's stack pointer and SS from an outer ring
+ * (pv/emul-gate-op.c L337-338, L396-397).  <at> is the return address. */
+static void __attribute__((noreturn)) on_gate(const struct case_rec *c, ulong *frame, ulong size)
+{
+    if (size != 2 * sizeof(ulong) && size != 4 * sizeof(ulong))
+        panic("frame-size", EV_GATE, size);
+    put_s("PVSMT C "); put_x(c->id); put_s(" G ");
+    put_off((slong)(frame[0] - (ulong)insn_at));
+    put_c(' '); put_x(arrival_mask & 0xff);
+    put_c(' '); put_x(frame[1] & 0xffff);
+    flush();
+    cur++;
+    run_cases();
+}
+
 /* called by event_common on the main stack; frame = guest stack at the stub */
 void __attribute__((noreturn)) on_event(ulong id, ulong *frame)
 {
@@ -353,6 +509,8 @@ void __attribute__((noreturn)) on_event(ulong id, ulong *frame)
     if (!in_case)
         panic("event-outside-case", id, (u64)(ulong)frame);
     in_case = 0;
+    if (id == EV_GATE)
+        on_gate(c, frame, size);
 #ifdef __x86_64__
     if (size != 56 && size != 64)
         panic("frame-size", id, size);
@@ -416,6 +574,7 @@ void __attribute__((noreturn)) guest_main(struct start_info *start)
         if (rc) panic("map-user", (u64)-rc, (ulong)va);
     }
 #endif
+    desc_tables_init();
     rc = hcall(HC_stack_switch, KERNEL_SS, (ulong)event_stack_top, 0, 0, 0);
     if (rc) panic("stack_switch", (u64)-rc, 0);
     if (reg_callback(CALLBACKTYPE_event, cb_upcall, 1) ||

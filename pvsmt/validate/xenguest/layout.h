@@ -14,7 +14,9 @@
 
 /* hypercall numbers (public/xen.h) */
 #define HC_set_trap_table    0
+#define HC_set_gdt           2
 #define HC_stack_switch      3
+#define HC_update_descriptor 10
 #define HC_update_va_mapping 14
 #define HC_xen_version       17
 #define HC_console_io        18
@@ -24,6 +26,7 @@
 #define HC_callback_op       30
 
 #define CONSOLEIO_write      0
+#define MMUEXT_SET_LDT       13
 #define MMUEXT_NEW_USER_BASEPTR 15
 #define UVMF_INVLPG          2
 #define DOMID_SELF           0x7FF0
@@ -72,6 +75,21 @@
 #define EV_SYSENTER  0x102
 #define EV_UPCALL    0x103
 #define EV_FAILSAFE  0x104
+#define EV_GATE      0x105      /* the target of an emulated call gate */
+
+/*
+ * The guest's descriptor tables, for call gates (one page = 512 descriptors).
+ * GDT: every frame a guest may own, entries 0..FIRST_RESERVED_GDT_ENTRY-1
+ * (public/arch-x86/xen.h L82-84: FIRST_RESERVED_GDT_PAGE 14); Xen's reserved
+ * page follows, and the GDTR limit ends with it (xen/arch/x86/include/asm/desc.h
+ * L10-17, LAST_RESERVED_GDT_BYTE; traps-setup.c L55): selectors of index
+ * 0x1e00 and up are beyond the limit.  LDT: the largest MMUEXT_SET_LDT takes
+ * (xen/arch/x86/mm.c L3840-3845: ents > 8192 is -EINVAL).
+ */
+#define GDT_PAGES    14
+#define GDT_ENTS     (GDT_PAGES * 512)
+#define LDT_PAGES    16
+#define LDT_ENTS     (LDT_PAGES * 512)
 
 /* the user region: the test stub page, data page, then the event stack */
 #define USER_PAGES   4
