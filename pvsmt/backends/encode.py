@@ -9,7 +9,6 @@ trap table and callback registration at once.
 from __future__ import annotations
 
 import functools
-import weakref
 from dataclasses import dataclass, fields, replace
 
 import z3
@@ -25,23 +24,13 @@ def _is_py(x) -> bool:
     return isinstance(x, (bool, int))
 
 
-#: Per context, the numerals and truth values made so far (Z3 shares equal terms anyway: this
-#: only saves building their Python wrappers again).
-_CONSTANTS: "weakref.WeakKeyDictionary[z3.Context, dict]" = weakref.WeakKeyDictionary()
-
-
 def _z3(x, ctx: z3.Context):
     """A Python value as a Z3 term (ints through int(), never through a Label's name)."""
-    if not isinstance(x, int):  # bool is an int
-        return x
-    key = (isinstance(x, bool), int(x))
-    known = _CONSTANTS.get(ctx)
-    if known is None:
-        known = _CONSTANTS[ctx] = {}
-    term = known.get(key)
-    if term is None:
-        term = known[key] = z3.BoolVal(x, ctx) if key[0] else z3.IntVal(key[1], ctx)
-    return term
+    if isinstance(x, bool):
+        return z3.BoolVal(x, ctx)
+    if isinstance(x, int):
+        return z3.IntVal(int(x), ctx)
+    return x
 
 
 def _same(a, b) -> bool:
