@@ -26,13 +26,14 @@ from ..model.vocab import KNOB, KNOBS, domain_of
 MAX_PROBED = 16
 
 
-def check_space(spec: Spec, overrides: dict | None = None, limits: Limits = Limits()) -> list[str]:
+def check_space(spec: Spec, overrides: dict | None = None, limits: Limits = Limits(), ctx=None) -> list[str]:
     """Raise InputError if `spec` (with `overrides`) allows no configuration; else the notes on the
     situation values it rules out.  An unknown answer raises smt.GaveUp: the caller reports it
-    (prove's checks then answer `unknown` themselves; a diff is incomplete)."""
+    (prove's checks then answer `unknown` themselves; a diff is incomplete).  `ctx`: a Z3 context
+    to build in (a new one costs more than the questions), its solvers the checks' own."""
     from ..backends.encode import Encoding  # the solver side, imported when a command runs
     overrides = dict(overrides or {})
-    enc = Encoding(spec, overrides, outcomes=False)  # which configurations exist: no outcome is read
+    enc = Encoding(spec, overrides, ctx, outcomes=False)  # which configurations exist: no outcome is read
     solver = new_solver(limits, enc.ctx)
     solver.add(enc.space)
     answer = check(solver)
@@ -92,7 +93,7 @@ def _ruled_out(spec: Spec, overrides: dict, enc, solver, limits: Limits) -> list
         if not gone:
             continue
         if plain is None:
-            base = Encoding(_explicit(spec), {n: v for n, v in overrides.items() if not is_system(n)},
+            base = Encoding(_explicit(spec), {n: v for n, v in overrides.items() if not is_system(n)}, enc.ctx,
                             outcomes=False)
             plain = (base, new_solver(limits, base.ctx))
             plain[1].add(base.space)

@@ -108,58 +108,80 @@ def unused_facts(results: list) -> dict[str, list]:
 
 
 def check_all(todo, limits, overrides: dict, workers: int = 2) -> list:
-    """Check every pair, in order.  Each spec's checks run in one thread with its own
-    Prover (and Z3 context), always in the same order, so the results do not depend
-    on scheduling; Z3 releases the GIL while it solves, so two specs solve at once."""
+    """Check every pair, in order.
+
+    The questions (one per invariant and spec; specs encoded alike ask one, encode.spec_key)
+    are split, grouped by spec, into `workers` contiguous runs of equal length, each run in
+    a thread with its own Prover (and Z3 context), always the same way, so the results do
+    not depend on scheduling; Z3 releases the GIL while it solves.  Each thread first checks
+    the specs of its run that no earlier run has (spec_check); their notes are printed, and
+    the first error raised, in the order the specs come, before any result is used."""
     from ..progress import Progress
     from ..analysis.prove import Prover
     from ..backends.encode import spec_key
     progress = Progress("pvsmt prove", len(todo))
-    groups: dict[tuple, list[int]] = {}
     keys: dict[str, tuple] = {}
-    for i, (_, spec) in enumerate(todo):
+    specs: dict[str, object] = {}   # by path, in the order they come
+    units: dict[tuple, list[int]] = {}
+    for i, (inv, spec) in enumerate(todo):
         if spec.path not in keys:
-            progress.now(f"checking spec {spec.name}")
-            check_spec(spec, overrides, limits)
-            keys[spec.path] = spec_key(spec)
-        groups.setdefault(keys[spec.path], []).append(i)  # specs encoded alike share their proofs
-    buckets: list[list[int]] = [[] for _ in range(workers)]
-    load = [0] * workers
+            keys[spec.path], specs[spec.path] = spec_key(spec), spec
+        units.setdefault((id(inv), keys[spec.path]), []).append(i)  # specs encoded alike share a proof
+    rank = {key: n for n, key in enumerate(dict.fromkeys(keys.values()))}
+    ordered = sorted(units.values(), key=lambda unit: (rank[keys[todo[unit[0]][1].path]], unit[0]))
+    runs = [ordered[len(ordered) * k // workers:len(ordered) * (k + 1) // workers] for k in range(workers)]
+    owner: dict[str, int] = {}
+    for k, run_ in enumerate(runs):
+        for unit in run_:
+            for i in unit:
+                owner.setdefault(todo[i][1].path, k)
+    checked: dict[str, tuple] = {}  # path -> (notes, the error checking the spec raised or None)
+    specs_done = threading.Barrier(workers)  # no proof before every spec is checked
 
-    def cost(indexes: list[int]) -> int:  # the proofs a group asks for (one per invariant)
-        return len({id(todo[i][0]) for i in indexes})
-    for indexes in sorted(groups.values(), key=cost, reverse=True):
-        k = load.index(min(load))
-        buckets[k].extend(indexes)
-        load[k] += cost(indexes)
-
-    def run_bucket(indexes: list[int]) -> list[tuple[int, Result]]:
-        prover = Prover(limits, overrides)
+    def run_bucket(k: int) -> list[tuple[int, Result]]:
+        prover = Prover(limits, overrides) if runs[k] else None
+        for path, spec in specs.items():
+            if owner.get(path) == k:
+                progress.now(f"checking spec {spec.name}")
+                checked[path] = check_spec(spec, overrides, limits, prover.ctx)
+        specs_done.wait()
+        if any(error is not None for _, error in checked.values()):
+            return []  # the run stops at that error
         out = []
-        for i in indexes:
-            inv, spec = todo[i]
-            progress.now(f"{inv.name} against {spec.name}")
-            out.append((i, check(prover, inv, spec)))
-            progress.step()
+        for unit in runs[k]:
+            for i in unit:
+                inv, spec = todo[i]
+                progress.now(f"{inv.name} against {spec.name}")
+                out.append((i, check(prover, inv, spec)))
+                progress.step()
         return out
 
     # Daemon threads, not a pool: on Ctrl-C the main thread stops waiting at once (a pool
     # would finish every query first), and cli.main ends the process without joining them.
-    parts: list = [[] for _ in buckets]
+    parts: list = [[] for _ in runs]
 
     def work(k: int) -> None:
         try:
-            parts[k] = run_bucket(buckets[k])
+            parts[k] = run_bucket(k)
+        except threading.BrokenBarrierError:
+            pass  # another thread failed: its exception is the one re-raised
         except BaseException as exc:  # re-raised in the main thread
             parts[k] = exc
+            specs_done.abort()
 
     threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"pvsmt-prove-{k}")
-               for k in range(len(buckets))]
+               for k in range(len(runs))]
     with progress:
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    for path in specs:
+        notes, error = checked.get(path, ((), None))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if error is not None:
+            raise error
     for part in parts:
         if isinstance(part, BaseException):
             raise part
@@ -167,18 +189,23 @@ def check_all(todo, limits, overrides: dict, workers: int = 2) -> list:
     return [done[i] for i in range(len(todo))]
 
 
-def check_spec(spec, overrides: dict, limits) -> None:
+def check_spec(spec, overrides: dict, limits, ctx=None) -> tuple[list[str], PvsmtError | None]:
     """Before any proof: the spec (with --set) allows some configuration, and its defaults cover
-    every name (spec_check); an empty spec or a contradicting --set is an error, exit 2."""
+    every name (spec_check); an empty spec or a contradicting --set is an error, exit 2.  Returns
+    the notes to print and the error to raise after them, if any."""
     from ..backends.smt import GaveUp
     from ..analysis.spec_check import check_defaults, check_space
     try:
-        notes = check_space(spec, overrides, limits)
+        notes = check_space(spec, overrides, limits, ctx)
     except GaveUp as exc:  # the checks against this spec will say `unknown` themselves
         notes = [f"{exc}"]
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    check_defaults(spec)
+    except PvsmtError as exc:
+        return [], exc
+    try:
+        check_defaults(spec)
+    except PvsmtError as exc:
+        return notes, exc
+    return notes, None
 
 
 def check(prover, inv, spec):
