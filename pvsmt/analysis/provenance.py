@@ -142,18 +142,47 @@ class Tracker:
         return None if found.unknown else Proof(tuple(relies), found.facts)
 
     def _minimal(self, enc: Encoding, solver: z3.Solver, base: tuple, lits: list, core) -> Core:
-        """Z3's core, minimised by deletion one literal at a time in file order (the same on every run)."""
+        """Z3's core, minimised by deletion one literal at a time in file order (the same on every run).
+
+        The deletion is asked in runs (`_deleted`); should the solver give up on a run, it is asked
+        one literal at a time from the start, as the deletion is defined."""
         in_core = {c.get_id() for c in core}
         kept = [lit for lit in lits if lit.get_id() in in_core]
-        for lit in list(kept):
-            rest = [k for k in kept if not k.eq(lit)]
+        found = self._deleted(solver, base, kept)
+        if found is None:
+            for lit in list(kept):
+                rest = [k for k in kept if not k.eq(lit)]
+                answer = check(solver, *base, *rest)
+                if isinstance(answer, Unknown):
+                    return Core(unknown=answer.reason)
+                if isinstance(answer, Unsat):
+                    kept = rest
+            found = kept
+        by_lit = {lit.get_id(): fact for lit, fact in enc.tracked.values()}
+        return Core(tuple(sorted((by_lit[lit.get_id()] for lit in found), key=_order)))
+
+    @staticmethod
+    def _deleted(solver: z3.Solver, base: tuple, kept: list) -> list | None:
+        """What deleting the literals one at a time in order keeps, asked in runs of consecutive
+        literals: if the kept ones less a whole run are still contradictory, the one-at-a-time
+        deletion drops every literal of the run (each of its questions keeps more than that), and
+        the next run is twice as long; if not, a run of one is kept (its own question) and a
+        longer run is asked again one literal long.  None if the solver gave up."""
+        out = list(kept)
+        i, size = 0, 1
+        while i < len(kept):
+            run = {lit.get_id() for lit in kept[i:i + size]}
+            rest = [k for k in out if k.get_id() not in run]
             answer = check(solver, *base, *rest)
             if isinstance(answer, Unknown):
-                return Core(unknown=answer.reason)
+                return None
             if isinstance(answer, Unsat):
-                kept = rest
-        by_lit = {lit.get_id(): fact for lit, fact in enc.tracked.values()}
-        return Core(tuple(sorted((by_lit[lit.get_id()] for lit in kept), key=_order)))
+                out, i, size = rest, i + len(run), size * 2
+            elif size == 1:
+                i += 1
+            else:
+                size = 1
+        return out
 
 
 def corresponding(facts, old: Spec, new: Spec) -> tuple[Fact, ...]:
