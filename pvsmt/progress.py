@@ -42,8 +42,8 @@ class Progress:
     def _show(self) -> None:
         if not self.on or time.monotonic() - self.start < self.delay:
             return
-        count = f"{self.done} of {self.total}" if self.total is not None else f"{self.done}"
-        line = f"{self.what}: {count}" + (f", {self.label}" if self.label else "")
+        count = f"{self.done} of {self.total}" if self.total is not None else f"{self.done}" if self.done else ""
+        line = f"{self.what}: " + ", ".join(part for part in (count, self.label) if part)
         width = shutil.get_terminal_size((80, 24)).columns - 1
         try:
             self.stream.write("\r" + line[:width] + "\x1b[K")
@@ -53,15 +53,24 @@ class Progress:
             return
         self.shown = True
 
+    def clear(self) -> None:
+        """Erase the line for now (another stage shows its own); the next `now` shows it again."""
+        with self.lock:
+            self._erase()
+
     def close(self) -> None:
         with self.lock:
-            if self.shown:
-                try:
-                    self.stream.write("\r\x1b[K")
-                    self.stream.flush()
-                except (OSError, ValueError):
-                    pass
-            self.on = self.shown = False
+            self._erase()
+            self.on = False
+
+    def _erase(self) -> None:
+        if self.shown:
+            try:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+        self.shown = False
 
     def __enter__(self) -> "Progress":
         return self

@@ -45,3 +45,16 @@ def test_progress_is_not_recorded_in_what_the_cache_replays():
         p.step("x")
     tee.write("note: something\n")
     assert tee.text == "note: something\n" and "1 of 1" in term.getvalue()
+
+
+def test_stages_without_a_count_cleared_while_another_shows_its_own():
+    """check-xen names its stage (no count); while prove or diff shows its own line it is cleared."""
+    term = Terminal()
+    with Progress("pvsmt check-xen", stream=term, delay=0) as p:
+        p.now("reading xen")
+        p.clear()
+        assert term.getvalue().endswith("\r\x1b[K")
+        p.now("comparing the functions")
+    out = term.getvalue()
+    assert "pvsmt check-xen: reading xen" in out and "pvsmt check-xen: comparing the functions" in out
+    assert out.endswith("\r\x1b[K") and ": 0" not in out

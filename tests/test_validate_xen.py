@@ -246,6 +246,29 @@ def test_validate_all_runs_each_vendor_and_names_it():
     assert report(runs[1], DIVERGENCES).startswith("pv32 (amd): not run")
 
 
+def test_validate_all_shows_progress_on_a_terminal_only(monkeypatch, capsys):
+    """Issue 14: validate --xen runs for minutes; on a terminal's stderr it says which run it is in."""
+    import io
+    import sys
+    from pvsmt.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def runner(xen, guest, cases, vendor):
+        return observed("debian-4.17", guest, vendor)[1:]
+    monkeypatch.setattr(Progress.__init__, "__defaults__", (None, None, 0))  # no delay
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    validate_all(Path("xen.gz"), ["pv64"], None, DIVERGENCES, spec, runner, vendors=["amd"])
+    assert "pvsmt validate --xen: 0 of 1, amd pv64: Xen and the guest under QEMU" in term.getvalue()
+    assert term.getvalue().endswith("\r\x1b[K")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: nothing
+    validate_all(Path("xen.gz"), ["pv64"], None, DIVERGENCES, spec, runner, vendors=["amd"])
+    assert sys.stderr.getvalue() == ""
+
+
 def test_xen_417_resumes_a_prefixed_int_inside_it_and_delivers_rex():
     cases, observations, _ = observed("debian-4.17", "pv64")
     seen = {(c.prefix, o.event, o.vector == c.vector, o.rip) for c, o in zip(cases, observations)

@@ -42,6 +42,7 @@ from ..report.diff import diff_text
 from ..lang.discover import invariant_files, pairs
 from ..report.document import Report, prove_document
 from ..errors import InputError
+from ..progress import Progress
 from ..report.formats import render, render_junit
 from ..lang.parse import SpecLoader, load_expected
 from .prove import check, check_all, check_output, emit
@@ -97,9 +98,17 @@ def _load_extracted(result: ex.Extraction, name: str, loader: SpecLoader, tmp: s
 def run(args) -> int:
     start = time.perf_counter()
     check_output(args.output)
+    with Progress("pvsmt check-xen") as progress:  # stderr, on a terminal only: each stage as it starts
+        return _run(args, start, progress)
+
+
+def _run(args, start: float, progress: Progress) -> int:
     config, source = ex.configuration(args.config, args.variant)
     loader = SpecLoader()
+    progress.now(f"reading {ex.shown(args.tree)}")
     result = ex.extract(args.tree, config, source, with_fred=args.fred == "on")
+    if args.base:
+        progress.now(f"reading {ex.shown(args.base)}")
     base = ex.extract(args.base, config, source, with_fred=args.fred == "on") if args.base else None
     model = model_of(result.release)
     delivery = "fred" if result.fred is not None else "idt"
@@ -110,9 +119,12 @@ def run(args) -> int:
         extracted = _load_extracted(result, "xen-tree", loader, tmp, ex.shown(args.tree))
         todo = [(inv, extracted) for inv, spec in pairs(invariant_files(args.proofs or [str(shipped.directory("proofs"))]), None, loader)
                 if spec.name == against.name]
-        results = check_all(todo, limits, {}) if todo else []
+        progress.clear()  # prove's own progress, while it proves
+        results = check_all(todo, limits, {}, what="pvsmt check-xen: proving") if todo else []
+        progress.now("invariants the build excludes")
         not_applicable = _not_applicable(results, extracted, against, limits)
         expected = load_expected(shipped.expect_argument(args.expect)) if args.expect else []
+        progress.clear()  # diff's own progress, while it enumerates
         if base is not None:
             old = _load_extracted(base, "xen-base", loader, tmp, ex.shown(args.base))
             level = "guest" if old.has_guests and extracted.has_guests else "hardware"
@@ -120,10 +132,12 @@ def run(args) -> int:
         else:
             level = "guest" if against.has_guests and extracted.has_guests else "hardware"
             diff = Differ(against, extracted, level, limits).run(expected)
+        progress.now("comparing the functions the model encodes with the release's texts")
         functions = xf.compare(args.tree, model, delivery)
         by_change = xf.compare_trees(args.tree, args.base, delivery) if args.base else None
         doc = prove_document(results, limits, 0)
         _apply_functions(doc, todo, results, not_applicable, functions, by_change)
+        progress.clear()  # the build prints its own lines
         boot = _boot(args, result, loader, tmp, functions, delivery) if args.boot else None
         if boot is not None:
             _apply_boot(doc, boot, functions)

@@ -107,7 +107,7 @@ def unused_facts(results: list) -> dict[str, list]:
     return {name: unused(spec, used[name]) for name, spec in specs.items()}
 
 
-def check_all(todo, limits, overrides: dict, workers: int = 2) -> list:
+def check_all(todo, limits, overrides: dict, workers: int = 2, what: str = "pvsmt prove") -> list:
     """Check every pair, in order.
 
     The questions (one per invariant and spec; specs encoded alike ask one, encode.spec_key)
@@ -119,7 +119,7 @@ def check_all(todo, limits, overrides: dict, workers: int = 2) -> list:
     from ..progress import Progress
     from ..analysis.prove import Prover
     from ..backends.encode import spec_key
-    progress = Progress("pvsmt prove", len(todo))
+    progress = Progress(what, len(todo))
     keys: dict[str, tuple] = {}
     specs: dict[str, object] = {}   # by path, in the order they come
     units: dict[tuple, list[int]] = {}

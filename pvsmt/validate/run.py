@@ -63,11 +63,16 @@ def validate(emulator: str, vendors, divergences, cases: list[Case] | None = Non
     """Run `cases` (default: the plan) for each vendor; `runner` is emulator.run_cases (for tests)."""
     if runner is None:
         from .emulator import run_cases as runner
+    from ..progress import Progress
     cases = plan() if cases is None else cases
     runs = []
-    for vendor in vendors:
-        observations, info = runner(emulator, vendor, cases)
-        runs.append(compare(emulator, vendor, info, cases, observations, divergences))
+    with Progress("pvsmt validate", len(vendors)) as progress:  # stderr, on a terminal only
+        for vendor in vendors:
+            progress.now(f"{vendor}: {len(cases)} cases under {emulator}")
+            observations, info = runner(emulator, vendor, cases)
+            progress.now(f"{vendor}: comparing with the model")
+            runs.append(compare(emulator, vendor, info, cases, observations, divergences))
+            progress.step()
     return runs
 
 

@@ -74,12 +74,15 @@ def validate_all(xen: Path, guests, spec: Spec | None, divergences, load, runner
     """One run per CPU vendor (default: intel and amd) and guest kind (default: pv64, and pv32
     unless the hypervisor lacks CONFIG_PV32), each predicted for that vendor with `spec`, or the
     shipped spec of the release in Xen's banner (`load(name)`)."""
+    from ..progress import Progress
     if runner is None:
         from .xenrun import run_xen_cases as runner
     runs = []
-    for vendor in vendors or VENDORS:
-        for guest in guests or ("pv64", "pv32"):
+    pairs = [(vendor, guest) for vendor in vendors or VENDORS for guest in guests or ("pv64", "pv32")]
+    with Progress("pvsmt validate --xen", len(pairs)) as progress:  # stderr, on a terminal only
+        for vendor, guest in pairs:
             cases = plan(guest)
+            progress.now(f"{vendor} {guest}: Xen and the guest under QEMU, {len(cases)} cases")
             try:
                 observations, info = runner(xen, guest, cases, vendor=vendor)
             except RuntimeError as exc:
@@ -87,11 +90,14 @@ def validate_all(xen: Path, guests, spec: Spec | None, divergences, load, runner
                 if guests or guest != "pv32" or not why:
                     raise
                 runs.append(skipped(xen, guest, why.replace("(XEN)", "Xen:").strip(), vendor))
+                progress.step()
                 continue
             info.setdefault("vendor", vendor)
+            progress.now(f"{vendor} {guest}: comparing with the model")
             chosen = spec if spec is not None else load(spec_for(info["xen_version"]))
             predictor = Predictor(chosen, vendor, emulator_divergences(divergences, info, vendor))
             runs.append(compare(str(xen), guest, chosen, info, cases, observations, predictor, divergences))
+            progress.step()
     return runs
 
 
