@@ -185,6 +185,8 @@ class Check(Json):
     unreachable: list[str]
     counterexamples: list[Counterexample]
     overrides: list[str]
+    expected: str | None = optional()         # the invariant's `expect`
+    as_expected: bool | None = optional()     # with `expected`: met (None: the witness could not be checked)
     seconds: float | None = optional()
     rests_on: list[str] | None = optional()   # check-xen: the Xen functions the verdict rests on
     boot: str | None = optional()             # check-xen --boot: "confirmed"
@@ -249,7 +251,7 @@ def check_document(r, timed: bool = False, overrides: dict | None = None) -> Che
     return Check(
         invariant=inv.name, file=shown_path(inv.where.path), line=inv.where.line, spec=r.spec.name,
         spec_file=shown_path(r.spec.path), description=inv.description or None, cites=list(inv.cites),
-        verdict=r.verdict.label, reason=r.reason or None,
+        verdict=r.verdict.label, reason=_reason(r),
         relies_on=Reliance(facts=[fact_document(f) for f in r.facts] if not r.counterexamples else [],
                            facts_unknown=r.facts_unknown or None,
                            uncertain_rules=[rule_document(x) for x in r.relies_on],
@@ -257,7 +259,15 @@ def check_document(r, timed: bool = False, overrides: dict | None = None) -> Che
         unreachable=list(r.unreachable),
         counterexamples=[counterexample_document(c, inv, r.spec, overrides or {}) for c in r.counterexamples],
         overrides=settings_text(overrides or {}),
+        expected=r.expectation.verdict if r.expectation else None,
+        as_expected=r.expectation.met if r.expectation else None,
         seconds=round(r.seconds, 3) if timed else None)
+
+
+def _reason(r) -> str | None:
+    """The verdict's reason, and why an expectation was not met."""
+    parts = [r.reason, r.expectation.why if r.expectation else ""]
+    return "; ".join(p for p in parts if p) or None
 
 
 def fact_document(f: Fact) -> FactRef:
