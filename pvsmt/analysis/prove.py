@@ -19,12 +19,12 @@ import z3
 
 from ..backends.concrete import ConcreteEnv, Config, Evaluation, evaluate
 from .counterexample import Explainer, Role, changed
-from ..backends.encode import Encoding, Env, value_of
+from ..backends.encode import Encoding, Env, spec_key, value_of
 from ..errors import ModelDisagreement, PvsmtError
 from ..lang.expr import Compare, Const, Expr, Logic, Var, failing_part
 from ..lang.parse import Invariant
 from ..model import RULES, Rule
-from .provenance import Tracker, path_facts
+from .provenance import Tracker, corresponding, path_facts
 from ..backends.smt import GaveUp, Limits, Sat, Unknown, Unsat, check, new_solver, optimize, possible, why
 from ..lang.spec import Fact, Spec
 from ..model.vocab import KNOBS, Abi, Insn, domain_of
@@ -120,6 +120,8 @@ class Prover:
         self._solvers: dict[str, z3.Solver] = {}
         self._defaults: dict[str, dict[str, object]] = {}
         self._tracker: Tracker | None = None
+        self._proofs: dict[tuple, tuple] = {}
+        self._keys: dict[str, tuple] = {}
         self.ctx = z3.Context()  # one per prover: a run does not depend on earlier runs
 
     def encoding(self, spec: Spec) -> Encoding:
@@ -141,9 +143,37 @@ class Prover:
             return Verdict.UNKNOWN, dict(reason=f"spec {spec.name} states the documented ABI, which leaves guest "
                                                 f"fields unspecified where the document is silent: compare it "
                                                 f"with `pvsmt diff` instead")
+        proof = self._tracked_proof(inv, spec)
+        if proof is not None:
+            return Verdict.PROVED, dict(relies_on=proof.relies_on, facts=proof.facts, facts_unknown="")
         enc = self.encoding(spec)
         with self._posed(enc, inv) as (solver, violated, posed):
             return self._decide(enc, inv, solver, violated, posed)
+
+    def _tracked_proof(self, inv: Invariant, spec: Spec):
+        """A proof and its facts from the tracked encoding alone (provenance.Tracker.proof), or None:
+        the verdict is then decided below, on the folded encoding.  A spec encoded like one the
+        invariant was proved against before (encode.spec_key: the release specs that differ only
+        in where their facts are written) has that proof, with its own facts in place."""
+        key = (id(inv), self._key(spec))
+        if key in self._proofs:
+            proof, old, _ = self._proofs[key]
+            return replace(proof, facts=corresponding(proof.facts, old, spec))
+        names = tuple(r.name for r in RULES.values() if r.uncertain)
+        proof = self._tracker_of().proof(inv, spec, [int(i) for i in scope(inv)], names)
+        if proof is not None:
+            self._proofs[key] = (proof, spec, inv)  # (inv kept: its id stays its own)
+        return proof
+
+    def _key(self, spec: Spec) -> tuple:
+        if spec.path not in self._keys:
+            self._keys[spec.path] = spec_key(spec)
+        return self._keys[spec.path]
+
+    def _tracker_of(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(lambda ctx: new_solver(self.limits, ctx), self.overrides, self.ctx)
+        return self._tracker
 
     def _decide(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list):
         answer = check(solver, *enc.certain())
@@ -198,10 +228,8 @@ class Prover:
     def _provenance(self, inv: Invariant, spec: Spec, free: bool) -> dict:
         """The declarations the proof needs: a minimal core in the spec's tracked encoding, with every
         UNCERTAIN rule left free when the proof held that way."""
-        if self._tracker is None:
-            self._tracker = Tracker(lambda ctx: new_solver(self.limits, ctx), self.overrides, self.ctx)
         names = tuple(r.name for r in RULES.values() if r.uncertain) if free else ()
-        core = self._tracker.core(inv, spec, names)
+        core = self._tracker_of().core(inv, spec, names)
         return dict(facts=core.facts, facts_unknown=core.unknown)
 
     def _counterexamples(self, enc: Encoding, inv: Invariant, solver: z3.Solver, violated, posed: list, first: Sat):

@@ -15,12 +15,21 @@ from dataclasses import dataclass
 import z3
 
 from ..backends.concrete import Config, ConcreteEnv
-from ..backends.encode import UNTRACKED, Encoding, Env
+from ..backends.encode import UNTRACKED, Encoding, Env, _is_py
 from ..errors import ModelDisagreement
 from ..backends.smt import Sat, Unknown, Unsat, check
 from ..lang.parse import Invariant
 from ..lang.spec import Fact, Spec, is_system
+from ..model import RULES, Rule
 from ..model.vocab import domain_of
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A proof decided on the tracked encoding: the uncertain rules it relies on, its minimal core."""
+
+    relies_on: tuple
+    facts: tuple[Fact, ...]
 
 
 @dataclass(frozen=True)
@@ -68,19 +77,91 @@ class Tracker:
             if isinstance(answer, Sat):
                 raise ModelDisagreement(f"{inv.name} against {spec.name}: proved on the folded encoding, but the "
                                         f"tracked encoding (every declaration assumed) has a counterexample")
-            in_core = {c.get_id() for c in answer.core}
-            kept = [lit for lit in lits if lit.get_id() in in_core]
-            for lit in list(kept):  # deletion: a minimal core, the same on every run
-                rest = [k for k in kept if not k.eq(lit)]
-                answer = check(solver, *base, *rest)
-                if isinstance(answer, Unknown):
-                    return Core(unknown=answer.reason)
-                if isinstance(answer, Unsat):
-                    kept = rest
+            return self._minimal(enc, solver, base, lits, answer.core)
         finally:
             solver.pop()
+
+    def proof(self, inv: Invariant, spec: Spec, named: list, rules_free: tuple[str, ...]) -> Proof | None:
+        """`inv` decided on the tracked encoding alone, when it is proved; else None.
+
+        With every declaration's literal assumed the tracked encoding allows exactly what the
+        folded one does, so the questions of `prove.Prover` have the same answers here: the
+        assumptions can hold (with each instruction of `named`, prove.scope, if any); the property
+        holds with the `rules_free` left free, or else with every uncertain rule as modelled
+        (then: which rules it relies on).  The query that proves it is the first query of
+        `core`, asked the same way, and its core is minimised as there.  None when the answer
+        is anything else (vacuous, refuted, or the solver gave up anywhere): the caller then
+        decides on the folded encoding, whose answers (and the reasons of an unknown) are the
+        report's.
+        """
+        enc, solver = self._encoding(spec)
+        env = Env(enc)
+        lits = enc.facts_assumed()
+        certain = enc.certain()
+        solver.push()
+        try:
+            solver.add(*(enc.boolean(a.eval(env)) for a in inv.assumes))
+            insn = enc.term("insn")
+            if _is_py(insn):  # fixed by --set: an instruction named otherwise is never executed
+                if any(value != insn for value in named):
+                    return None
+                named = []
+            if not named and not isinstance(check(solver, *certain, *lits), Sat):
+                return None
+            for value in named:  # each a configuration where the assumptions hold
+                if not isinstance(check(solver, *certain, *lits, insn == value), Sat):
+                    return None
+            solver.push()
+            try:
+                solver.add(z3.Not(enc.boolean(inv.prove.eval(env))))
+                relies: list[Rule] = []
+                base = enc.certain(*rules_free)
+                answer = check(solver, *base, *lits)
+                if isinstance(answer, Sat):
+                    base = certain
+                    answer = check(solver, *base, *lits)
+                    if not isinstance(answer, Unsat):
+                        return None
+                    core = answer.core  # read before the solver is asked again
+                    for rule in RULES.values():
+                        if rule.uncertain and rule.name in enc.ops.used:
+                            relied = check(solver, *enc.certain(rule.name), *lits)
+                            if isinstance(relied, Unknown):
+                                return None
+                            if isinstance(relied, Sat):
+                                relies.append(rule)
+                elif isinstance(answer, Unsat):
+                    core = answer.core
+                else:
+                    return None
+                found = self._minimal(enc, solver, base, lits, core)
+            finally:
+                solver.pop()
+        finally:
+            solver.pop()
+        return None if found.unknown else Proof(tuple(relies), found.facts)
+
+    def _minimal(self, enc: Encoding, solver: z3.Solver, base: tuple, lits: list, core) -> Core:
+        """Z3's core, minimised by deletion one literal at a time in file order (the same on every run)."""
+        in_core = {c.get_id() for c in core}
+        kept = [lit for lit in lits if lit.get_id() in in_core]
+        for lit in list(kept):
+            rest = [k for k in kept if not k.eq(lit)]
+            answer = check(solver, *base, *rest)
+            if isinstance(answer, Unknown):
+                return Core(unknown=answer.reason)
+            if isinstance(answer, Unsat):
+                kept = rest
         by_lit = {lit.get_id(): fact for lit, fact in enc.tracked.values()}
         return Core(tuple(sorted((by_lit[lit.get_id()] for lit in kept), key=_order)))
+
+
+def corresponding(facts, old: Spec, new: Spec) -> tuple[Fact, ...]:
+    """`facts` of spec `old` as the facts at the same places of `new`, a spec with the same
+    encode.spec_key (in `new`'s order)."""
+    at = {id(f): i for i, f in enumerate(f for fs in old.facts.values() for f in fs)}
+    flat = [f for fs in new.facts.values() for f in fs]
+    return tuple(sorted((flat[at[id(f)]] for f in facts), key=_order))
 
 
 def declarations(spec: Spec) -> list[Fact]:

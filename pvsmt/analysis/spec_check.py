@@ -32,9 +32,9 @@ def check_space(spec: Spec, overrides: dict | None = None, limits: Limits = Limi
     (prove's checks then answer `unknown` themselves; a diff is incomplete)."""
     from ..backends.encode import Encoding  # the solver side, imported when a command runs
     overrides = dict(overrides or {})
-    enc = Encoding(spec, overrides)
+    enc = Encoding(spec, overrides, outcomes=False)  # which configurations exist: no outcome is read
     solver = new_solver(limits, enc.ctx)
-    solver.add(enc.formula)
+    solver.add(enc.space)
     answer = check(solver)
     if isinstance(answer, Unknown):
         raise GaveUp(answer.reason, f"could not decide whether spec {spec.name} allows any configuration")
@@ -92,9 +92,10 @@ def _ruled_out(spec: Spec, overrides: dict, enc, solver, limits: Limits) -> list
         if not gone:
             continue
         if plain is None:
-            base = Encoding(_explicit(spec), {n: v for n, v in overrides.items() if not is_system(n)})
+            base = Encoding(_explicit(spec), {n: v for n, v in overrides.items() if not is_system(n)},
+                            outcomes=False)
             plain = (base, new_solver(limits, base.ctx))
-            plain[1].add(base.formula)
+            plain[1].add(base.space)
         base, psolver = plain
         implicit = []
         for v in gone:

@@ -9,9 +9,11 @@ trap table and callback registration at once.
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass, fields, replace
 
 import z3
+from z3.z3core import Z3_mk_ite
 
 from ..model import AXIOMS, GUEST_AXIOMS, HwOutcome, cpu_event, xen_event
 from ..model.rules import Case
@@ -23,13 +25,23 @@ def _is_py(x) -> bool:
     return isinstance(x, (bool, int))
 
 
+#: Per context, the numerals and truth values made so far (Z3 shares equal terms anyway: this
+#: only saves building their Python wrappers again).
+_CONSTANTS: "weakref.WeakKeyDictionary[z3.Context, dict]" = weakref.WeakKeyDictionary()
+
+
 def _z3(x, ctx: z3.Context):
     """A Python value as a Z3 term (ints through int(), never through a Label's name)."""
-    if isinstance(x, bool):
-        return z3.BoolVal(x, ctx)
-    if isinstance(x, int):
-        return z3.IntVal(int(x), ctx)
-    return x
+    if not isinstance(x, int):  # bool is an int
+        return x
+    key = (isinstance(x, bool), int(x))
+    known = _CONSTANTS.get(ctx)
+    if known is None:
+        known = _CONSTANTS[ctx] = {}
+    term = known.get(key)
+    if term is None:
+        term = known[key] = z3.BoolVal(x, ctx) if key[0] else z3.IntVal(key[1], ctx)
+    return term
 
 
 def _same(a, b) -> bool:
@@ -38,7 +50,18 @@ def _same(a, b) -> bool:
         return isinstance(a, bool) == isinstance(b, bool) and int(a) == int(b)
     if _is_py(a) or _is_py(b):
         return False
-    return a.eq(b)
+    return a.ast.value == b.ast.value  # Z3 shares equal terms: equal iff one node (as a.eq(b) compares)
+
+
+def _ite(c, a, b, ctx: z3.Context):
+    """z3.If(c, a, b): the same term, built without the Python API's coercions when `a` and `b` are
+    terms of one kind (Z3 itself rejects two sorts); otherwise through z3.If."""
+    if isinstance(c, z3.BoolRef):
+        if isinstance(a, z3.BoolRef) and isinstance(b, z3.BoolRef):
+            return z3.BoolRef(Z3_mk_ite(ctx.ref(), c.as_ast(), a.as_ast(), b.as_ast()), ctx)
+        if isinstance(a, z3.ArithRef) and isinstance(b, z3.ArithRef):
+            return z3.ArithRef(Z3_mk_ite(ctx.ref(), c.as_ast(), a.as_ast(), b.as_ast()), ctx)
+    return z3.If(c, a, b)
 
 
 def in_domain(term, domain: Domain):
@@ -94,7 +117,7 @@ class Z3Ops:
             return a if c else b
         if _same(a, b):
             return a
-        return z3.If(c, _z3(a, self.ctx), _z3(b, self.ctx))
+        return _ite(c, _z3(a, self.ctx), _z3(b, self.ctx), self.ctx)
 
     def decide(self, *cases: Case):
         live: list[Case] = []
@@ -137,7 +160,7 @@ class Z3Ops:
         changes = {}
         for f in fields(a):
             x, y = getattr(a, f.name), getattr(b, f.name)
-            changes[f.name] = x if _same(x, y) else z3.If(cond, _z3(x, self.ctx), _z3(y, self.ctx))
+            changes[f.name] = x if _same(x, y) else _ite(cond, _z3(x, self.ctx), _z3(y, self.ctx), self.ctx)
         return replace(a, **changes)
 
     def fresh(self, record, why: str):
@@ -185,7 +208,7 @@ class TableTerm:
         index = _z3(v, self.ctx)
         if self.domain.boolean:
             return self.bits[0](index)
-        return z3.Sum([z3.If(b(index), z3.IntVal(2 ** i, self.ctx), z3.IntVal(0, self.ctx))
+        return z3.Sum([_ite(b(index), _z3(2 ** i, self.ctx), _z3(0, self.ctx), self.ctx)
                        for i, b in enumerate(self.bits)])
 
     def __call__(self, v):
@@ -201,7 +224,7 @@ class TableTerm:
         (lo, hi, value), *rest = self.segments[::-1]
         term = _z3(self._piece(value, v), self.ctx)
         for lo, hi, value in rest:
-            term = z3.If(v <= hi, _z3(self._piece(value, v), self.ctx), term)
+            term = _ite(v <= hi, _z3(self._piece(value, v), self.ctx), _z3(term, self.ctx), self.ctx)
         return term
 
     def _piece(self, entry, v):
@@ -209,7 +232,7 @@ class TableTerm:
         if entry is None:
             return self.free(v)
         if isinstance(entry, Tracked):
-            return z3.If(entry.lit, _z3(entry.value, self.ctx), self.free(v))
+            return _ite(entry.lit, _z3(entry.value, self.ctx), self.free(v), self.ctx)
         return entry
 
 
@@ -225,7 +248,7 @@ def _runs(entries: list) -> list[tuple[int, int, object]]:
 
 def _same_entry(a, b) -> bool:
     if isinstance(a, Tracked) or isinstance(b, Tracked):
-        return isinstance(a, Tracked) and isinstance(b, Tracked) and a.lit.eq(b.lit) and _same(a.value, b.value)
+        return isinstance(a, Tracked) and isinstance(b, Tracked) and _same(a.lit, b.lit) and _same(a.value, b.value)
     return a is None and b is None or (a is not None and b is not None and _same(a, b))
 
 
@@ -265,6 +288,26 @@ class SymbolicState:
         return self.tables[("tt", field)](vector)
 
 
+def spec_key(spec: Spec) -> tuple:
+    """What an encoding of `spec` is built from: its facts in order, each without where it is
+    written and what it cites (a declaration by its position among them).  Two specs with one key
+    have the same encodings but for the names of their tracked literals, which correspond
+    declaration by declaration (provenance.corresponding)."""
+    refs: dict[str, int] = {}
+    return tuple((name, tuple((f.values, _shape(f.when), f.where is None, refs.setdefault(f.ref, len(refs)))
+                              for f in fs))
+                 for name, fs in spec.facts.items())
+
+
+def _shape(x):
+    """An expression (lang.expr) as nested tuples, without the places it was read from."""
+    if hasattr(x, "__dataclass_fields__"):
+        return (type(x).__name__, *(_shape(getattr(x, f.name)) for f in fields(x) if f.name not in ("where", "text")))
+    if isinstance(x, (tuple, list)):
+        return tuple(_shape(v) for v in x)
+    return x
+
+
 #: Spec knobs kept as constants even in a tracked encoding: `abi` chooses whose account of Xen
 #: is modelled, it is not a fact about the system a proof could rely on or not.
 UNTRACKED = ("abi",)
@@ -274,7 +317,7 @@ class Encoding:
     """A spec (plus --set overrides) as Z3 terms: constraints and both outcomes."""
 
     def __init__(self, spec: Spec, overrides: dict[str, object] | None = None, ctx: z3.Context | None = None,
-                 side: str = "", tracked: bool = False):
+                 side: str = "", tracked: bool = False, outcomes: bool = True):
         self.spec = spec
         self.overrides = dict(overrides or {})
         self.ctx = ctx or z3.Context()
@@ -291,8 +334,10 @@ class Encoding:
         fixed = {**fixed, **entries}  # encoded in the table terms: no constraint of their own
         self.guests = spec.has_guests
         self.base = self._domains() + self._axioms() + self._fact_constraints(facts, fixed, tracked)
-        self.hw = cpu_event(self.state)
-        self.guest = xen_event(self.state, self.hw) if self.guests else None
+        #: Without `outcomes` (the space checks: which configurations the spec allows) neither outcome
+        #: is built, nor the fresh variables and switches of the uncertain rules they would read.
+        self.hw = cpu_event(self.state) if outcomes else None
+        self.guest = xen_event(self.state, self.hw) if self.guests and outcomes else None
 
     def _facts(self) -> dict[str, list[Fact]]:
         """The spec's facts, with --set replacing system facts and adding to the others."""
@@ -375,6 +420,13 @@ class Encoding:
     def formula(self) -> z3.BoolRef:
         """The constraints as one term, built once (asserting one term is cheaper than many)."""
         return z3.And(*(_z3(c, self.ctx) for c in self.constraints()))
+
+    @functools.cached_property
+    def space(self) -> z3.BoolRef:
+        """The configurations the spec allows: domains, axioms and facts, without the outcomes' fresh
+        variables (whose domain constraints hold of some value whatever the configuration, so
+        `space` and `formula` allow the same configurations)."""
+        return z3.And(*(_z3(c, self.ctx) for c in self.base))
 
     @functools.lru_cache(maxsize=None)
     def certain(self, *except_rules: str) -> tuple:

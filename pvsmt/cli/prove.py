@@ -120,16 +120,25 @@ def check_all(todo, limits, overrides: dict, workers: int = 2) -> list:
     on scheduling; Z3 releases the GIL while it solves, so two specs solve at once."""
     from ..progress import Progress
     from ..analysis.prove import Prover
+    from ..backends.encode import spec_key
     progress = Progress("pvsmt prove", len(todo))
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
+    keys: dict[str, tuple] = {}
     for i, (_, spec) in enumerate(todo):
-        if spec.path not in groups:
+        if spec.path not in keys:
             progress.now(f"checking spec {spec.name}")
             check_spec(spec, overrides, limits)
-        groups.setdefault(spec.path, []).append(i)
+            keys[spec.path] = spec_key(spec)
+        groups.setdefault(keys[spec.path], []).append(i)  # specs encoded alike share their proofs
     buckets: list[list[int]] = [[] for _ in range(workers)]
-    for indexes in sorted(groups.values(), key=len, reverse=True):
-        min(buckets, key=len).extend(indexes)
+    load = [0] * workers
+
+    def cost(indexes: list[int]) -> int:  # the proofs a group asks for (one per invariant)
+        return len({id(todo[i][0]) for i in indexes})
+    for indexes in sorted(groups.values(), key=cost, reverse=True):
+        k = load.index(min(load))
+        buckets[k].extend(indexes)
+        load[k] += cost(indexes)
 
     def run_bucket(indexes: list[int]) -> list[tuple[int, Result]]:
         prover = Prover(limits, overrides)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import json
 import textwrap
 
-from .document import Check, Counterexample, FactRef, Report
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `pvsmt --help` imports this module: no model, no solver
+    from .document import Check, Counterexample, FactRef, Report
 
 
 def tabulate(*args, **kwargs) -> str:
