@@ -20,8 +20,8 @@ from ..backends.concrete import ConcreteEnv
 from .contrast import with_fred
 from ..analysis.roles import Role, key_of
 from ..lang.expr import Outcome, TableRef, Var, leaves
-from .wording import (versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json, relevant, shown_path,
-                     who_text, json_value)
+from .wording import (runs, versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json,
+                      relevant, shown_path, who_text, json_value)
 from ..analysis.provenance import path_facts
 from ..lang.spec import Fact
 from ..model.vocab import GUEST_FIELDS, TABLE, Domain, Kind, domain_of
@@ -347,13 +347,7 @@ def values_text(domain: Domain, values) -> str:
     """A set of values, consecutive integers as ranges: `0x20-0x7f, 0x81, 0x83-0xff`."""
     if domain.enum is not None or domain.boolean:
         return ", ".join(domain.format(v) for v in values)
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and v == runs[-1][1] + 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return ", ".join(domain.format(a) if a == b else f"{domain.format(a)}-{domain.format(b)}" for a, b in runs)
+    return ", ".join(domain.format(a) if a == b else f"{domain.format(a)}-{domain.format(b)}" for a, b in runs(values))
 
 
 def failing_document(cex, inv) -> Failing | None:
