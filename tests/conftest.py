@@ -34,6 +34,7 @@ MODULE_TIER = {
     "test_rules": "fast",
     "test_instructions": "solver",
     "test_tiers": "fast",
+    "test_expectation": "solver",
     "test_layout": "fast",
     "test_agreement": "solver",
     "test_agreement_props": "solver",

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _patched_package(tmp_path: Path) -> tuple[Path, int]:
     """A copy of pvsmt whose vocab.Insn has one more member, FAKE, and nothing else does."""
     shutil.copytree(ROOT / "pvsmt", tmp_path / "pvsmt", ignore=shutil.ignore_patterns("__pycache__"))
-    vocab = tmp_path / "pvsmt" / "vocab.py"
+    vocab = tmp_path / "pvsmt" / "model" / "vocab.py"
     text = vocab.read_text()
     bound = "    BOUND = 10    # 62 /r, memory operand\n"
     assert bound in text
@@ -89,7 +89,7 @@ def test_the_dispatchers_cases_partition_the_instructions(layer):
 
 
 def test_every_part_names_every_instruction_from_its_row(capsys):
-    from pvsmt.report.wording import table
+    from pvsmt.report import table
     from pvsmt.cli.main import main
     from pvsmt.validate import cases, xencases
     assert set(OPCODE) == set(Insn)

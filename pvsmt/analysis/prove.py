@@ -99,6 +99,7 @@ class Result:
     facts: tuple[Fact, ...] = ()        # proved: a minimal set of declarations the proof needs
     facts_unknown: str = ""             # why `facts` could not be determined, if so
     unreachable: tuple[str, ...] = ()   # vacuous: the parts of the invariant's scope nothing reaches
+    expectation: object = None          # analysis.expectation.Expectation, for an invariant with `expect`
 
     @property
     def counterexample(self) -> Counterexample | None:

@@ -38,6 +38,7 @@ from ..xen import functions as xf
 from ..xen import source as xs
 from ..backends.configure import parse_setting
 from ..analysis.diff import Differ
+from ..analysis.expectation import status
 from ..report.diff import diff_text
 from ..lang.discover import invariant_files, pairs
 from ..report.document import Report, prove_document
@@ -184,7 +185,8 @@ def _apply_functions(doc, todo, results, not_applicable, functions: xf.Compariso
 
 def _recount(doc: Report) -> None:
     doc.recount()
-    doc.exit_code = worst_code(CODES[c.verdict] for c in doc.checks) if doc.checks else 0
+    doc.exit_code = worst_code(status(CODES[c.verdict], c.expected is not None, c.as_expected)
+                               for c in doc.checks) if doc.checks else 0
 
 
 # ---- --boot --------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from ..report.formats import FORMATS
 
 EXIT_CODES = """\
 exit status:
-  0  every check proved
-  1  some invariant refuted (a counterexample is shown)
+  0  every check proved (or got the verdict its `expect` names: `refuted (expected)`)
+  1  some invariant refuted (a counterexample is shown), or an `expect` not met
   2  bad input or usage (file:line: error: message), or an internal error
-  3  some check unknown (the solver gave up; its reason is shown)
+  3  some check unknown (the solver gave up; its reason is shown), or a witness unchecked
   4  some check vacuous (its assumptions cannot hold)
   When verdicts differ, the worst decides, in the order 2, 1, 3, 4, 0.
 """

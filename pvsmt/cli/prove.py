@@ -51,7 +51,8 @@ def prove(args, overrides: dict, paths: list[str], files: list[Path], start: flo
     from ..report.formats import render, summary
     from ..lang.parse import SpecLoader
     from ..interrupt import install
-    from ..analysis.prove import Limits, exit_code
+    from ..analysis.expectation import run_code
+    from ..analysis.prove import Limits
     install()  # Ctrl-C stops the solver at once
     loader = SpecLoader()
     todo = pairs(files, [shipped.spec_argument(s) for s in args.spec or []], loader)
@@ -59,12 +60,18 @@ def prove(args, overrides: dict, paths: list[str], files: list[Path], start: flo
         raise InputError(" ".join(paths), "no invariants to prove (the files define none)")
     limits = Limits(rlimit=args.rlimit, timeout_ms=int(args.timeout * 1000), max_counterexamples=args.max)
     results = check_all(todo, limits, overrides)
-    code = exit_code(r.verdict for r in results)
+    code = run_code(results)
     unused = unused_facts(results) if args.unused_facts else None
     seconds = time.perf_counter() - start if args.timings else None
     doc = prove_document(results, limits, code, seconds, unused, overrides)
     written = f"{summary(doc)}; {args.format} report written to {args.output}"
-    return code, render(doc, args.format, args.verbose), written, {r.verdict.label for r in results}, loader
+    return code, render(doc, args.format, args.verbose), written, verdict_labels(results), loader
+
+
+def verdict_labels(results) -> set[str]:
+    """The verdicts given, `unknown` among them where an expectation's witness could not be checked."""
+    labels = {r.verdict.label for r in results}
+    return labels | ({"unknown"} if any(r.expectation and r.expectation.met is None for r in results) else set())
 
 
 def check_output(output: Path | None) -> None:
@@ -209,10 +216,12 @@ def check_spec(spec, overrides: dict, limits, ctx=None) -> tuple[list[str], Pvsm
 
 
 def check(prover, inv, spec):
-    """One check; a failure inside pvsmt is an `error` verdict, not a crash."""
+    """One check, its invariant's expectation judged; a failure inside pvsmt is an `error`
+    verdict, not a crash."""
+    from ..analysis.expectation import settle
     from ..analysis.prove import Result, Verdict
     try:
-        return prover.check(inv, spec)
+        return settle(prover, prover.check(inv, spec))
     except PvsmtError as exc:
         print(f"pvsmt: internal error: {exc}", file=sys.stderr)
         return Result(inv, spec, Verdict.ERROR, 0.0, reason=str(exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..backends.concrete import ConcreteOps
 from ..analysis.diff import DiffClass, DiffResult, Literal
 from ..model.outcome import differs, open_fields
-from .wording import (guest_detail, hw_text, insn_text, outcome_json, shown_path, trace_lines, version_line,
+from .wording import (runs, guest_detail, hw_text, insn_text, outcome_json, shown_path, trace_lines, version_line,
                      versions, who_text)
 from ..model.vocab import GUEST_FIELDS, HW_FIELDS
 
@@ -23,13 +23,7 @@ def _value(lit: Literal, value) -> str:
 
 
 def _ranges(values) -> list[str]:
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and v == runs[-1][1] + 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return [f"{lo:#04x}" if lo == hi else f"{lo:#04x}..{hi:#04x}" for lo, hi in runs]
+    return [f"{lo:#04x}" if lo == hi else f"{lo:#04x}..{hi:#04x}" for lo, hi in runs(values)]
 
 
 def _name(lit: Literal, vector: int | None) -> str:

@@ -20,8 +20,8 @@ from ..backends.concrete import ConcreteEnv
 from .contrast import with_fred
 from ..analysis.roles import Role, key_of
 from ..lang.expr import Outcome, TableRef, Var, leaves
-from .wording import (versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json, relevant, shown_path,
-                     who_text, json_value)
+from .wording import (runs, versions, guest_detail, hardware_json, hw_text, insn_text, one_line, outcome_json,
+                      relevant, shown_path, who_text, json_value)
 from ..analysis.provenance import path_facts
 from ..lang.spec import Fact
 from ..model.vocab import GUEST_FIELDS, TABLE, Domain, Kind, domain_of
@@ -185,6 +185,8 @@ class Check(Json):
     unreachable: list[str]
     counterexamples: list[Counterexample]
     overrides: list[str]
+    expected: str | None = optional()         # the invariant's `expect`
+    as_expected: bool | None = optional()     # with `expected`: met (None: the witness could not be checked)
     seconds: float | None = optional()
     rests_on: list[str] | None = optional()   # check-xen: the Xen functions the verdict rests on
     boot: str | None = optional()             # check-xen --boot: "confirmed"
@@ -249,7 +251,7 @@ def check_document(r, timed: bool = False, overrides: dict | None = None) -> Che
     return Check(
         invariant=inv.name, file=shown_path(inv.where.path), line=inv.where.line, spec=r.spec.name,
         spec_file=shown_path(r.spec.path), description=inv.description or None, cites=list(inv.cites),
-        verdict=r.verdict.label, reason=r.reason or None,
+        verdict=r.verdict.label, reason=_reason(r),
         relies_on=Reliance(facts=[fact_document(f) for f in r.facts] if not r.counterexamples else [],
                            facts_unknown=r.facts_unknown or None,
                            uncertain_rules=[rule_document(x) for x in r.relies_on],
@@ -257,7 +259,15 @@ def check_document(r, timed: bool = False, overrides: dict | None = None) -> Che
         unreachable=list(r.unreachable),
         counterexamples=[counterexample_document(c, inv, r.spec, overrides or {}) for c in r.counterexamples],
         overrides=settings_text(overrides or {}),
+        expected=r.expectation.verdict if r.expectation else None,
+        as_expected=r.expectation.met if r.expectation else None,
         seconds=round(r.seconds, 3) if timed else None)
+
+
+def _reason(r) -> str | None:
+    """The verdict's reason, and why an expectation was not met."""
+    parts = [r.reason, r.expectation.why if r.expectation else ""]
+    return "; ".join(p for p in parts if p) or None
 
 
 def fact_document(f: Fact) -> FactRef:
@@ -337,13 +347,7 @@ def values_text(domain: Domain, values) -> str:
     """A set of values, consecutive integers as ranges: `0x20-0x7f, 0x81, 0x83-0xff`."""
     if domain.enum is not None or domain.boolean:
         return ", ".join(domain.format(v) for v in values)
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and v == runs[-1][1] + 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return ", ".join(domain.format(a) if a == b else f"{domain.format(a)}-{domain.format(b)}" for a, b in runs)
+    return ", ".join(domain.format(a) if a == b else f"{domain.format(a)}-{domain.format(b)}" for a, b in runs(values))
 
 
 def failing_document(cex, inv) -> Failing | None:

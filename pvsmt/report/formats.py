@@ -52,6 +52,8 @@ def whatif(doc: Report) -> list[str]:
 def summary(doc: Report) -> str:
     s = doc.summary
     parts = [f"{n} {label}" for label, n in s.items() if label != "checks"]
+    met = sum(bool(c.as_expected) for c in doc.checks)
+    parts += [f"{met} as expected"] if met else []
     tail = f" in {doc.seconds:.2f}s" if doc.seconds is not None else ""
     return f"{s['checks']} check{'' if s['checks'] == 1 else 's'}: {', '.join(parts) or 'none'}{tail}"
 
@@ -66,7 +68,28 @@ def by_severity(checks: list[Check]) -> list[Check]:
 
 
 def needs_a_look(check: Check) -> bool:
-    return check.verdict != "proved" or check.relies_on.uncertain
+    return check.verdict != "proved" or check.relies_on.uncertain or unexpected(check)
+
+
+def unexpected(check: Check) -> bool:
+    """An invariant with `expect` whose expectation was not met (or could not be checked)."""
+    return check.expected is not None and not check.as_expected
+
+
+def verdict_text(check: Check) -> str:
+    """The verdict, with the invariant's expectation: `refuted (expected)`, `proved (expected refuted)`."""
+    if check.expected is None:
+        return check.verdict
+    if check.as_expected:
+        return f"{check.verdict} (expected)"
+    if check.verdict != check.expected:
+        return f"{check.verdict} (expected {check.expected})"
+    return f"{check.verdict} ({'witness unknown' if check.as_expected is None else 'outside the witness'})"
+
+
+def has_block(check: Check, verbose: bool) -> bool:
+    """A check with a block of its own below the table."""
+    return verbose and needs_a_look(check) or check.verdict != "proved" or unexpected(check)
 
 
 def uncertain_of(check: Check) -> bool:
@@ -76,14 +99,14 @@ def uncertain_of(check: Check) -> bool:
 def shown_in_full(check: Check, verbose: bool) -> bool:
     """A check with its own row and block: every one with -v, else all but the proofs (which
     proved_lines summarises, and uncertain_groups lists where they rely on UNCERTAIN)."""
-    return verbose or check.verdict != "proved"
+    return verbose or check.verdict != "proved" or unexpected(check)
 
 
 def proved_lines(doc: Report) -> list[str]:
     """The proofs, one line per spec: `xen  62 proved, 5 relying on UNCERTAIN (below)`."""
     specs: dict[str, list[Check]] = {}
     for check in doc.checks:
-        if check.verdict == "proved":
+        if check.verdict == "proved" and not unexpected(check):
             specs.setdefault(check.spec, []).append(check)
     width = max((len(s) for s in specs), default=0)
     out = []
@@ -130,7 +153,7 @@ def relied_on_by(users: list[str]) -> str:
 def title(check: Check) -> str:
     sets = check.overrides or []
     what = " (what-if: " + " ".join(f"--set {s}" for s in sets) + ")" if sets else ""
-    return f"{check.file}:{check.line}: {check.invariant} [{check.spec}{what}]: {check.verdict}"
+    return f"{check.file}:{check.line}: {check.invariant} [{check.spec}{what}]: {verdict_text(check)}"
 
 
 def facts_short(facts: list[FactRef]) -> str:
@@ -207,7 +230,7 @@ def counterexample_lines(check: Check, i: int, c: Counterexample) -> list[str]:
 
 def render_text(doc: Report, verbose: bool = False) -> str:
     shown = [c for c in doc.checks if shown_in_full(c, verbose)]
-    rows = [(c.invariant, c.spec, c.verdict) + ((f"{c.seconds:.3f}s",) if c.seconds is not None else ())
+    rows = [(c.invariant, c.spec, verdict_text(c)) + ((f"{c.seconds:.3f}s",) if c.seconds is not None else ())
             + (note(c),) for c in shown]
     heads = ("invariant", "spec", "verdict") + (("time",) if doc.checks and doc.checks[0].seconds is not None else ()) \
         + ("counterexample / note",)
@@ -218,7 +241,7 @@ def render_text(doc: Report, verbose: bool = False) -> str:
     if proved:
         out += ["", PROVED_HEAD] + ["  " + line for line in proved]
     for check in by_severity(doc.checks):
-        if verbose and needs_a_look(check) or check.verdict != "proved":
+        if has_block(check, verbose):
             out += [""] + check_text(check, verbose)
     if not verbose:
         for lines, users in uncertain_groups(doc):
@@ -287,12 +310,12 @@ def render_email(doc: Report, verbose: bool = False) -> str:
     out = wrap(header(doc)) + [w for line in whatif(doc) for w in wrap(line)] + wrap(summary(doc)) + [""]
     for check in by_severity(doc.checks):
         if shown_in_full(check, verbose):
-            out += wrap(f"{check.verdict:<8} {check.invariant} [{check.spec}]", "", " " * 9)
+            out += wrap(f"{verdict_text(check):<8} {check.invariant} [{check.spec}]", "", " " * 9)
     if not verbose:
         for line in proved_lines(doc):
             out += wrap(f"proved   {line}", "", " " * 9)
     for check in by_severity(doc.checks):
-        if verbose and needs_a_look(check) or check.verdict != "proved":
+        if has_block(check, verbose):
             out += [""] + check_email(check, verbose)
     if not verbose:
         for lines, users in uncertain_groups(doc):
@@ -355,7 +378,8 @@ def _md(text: str) -> str:
 def render_markdown(doc: Report, verbose: bool = False) -> str:
     out = [f"## pvsmt prove: {summary(doc)}", "", f"_{header(doc)}_", ""]
     out += [f"**{line}**" for line in whatif(doc)] + ([""] if whatif(doc) else [])
-    rows = [(f"`{c.invariant}`", c.spec, f"**{c.verdict}**" if c.verdict != "proved" else "proved",
+    rows = [(f"`{c.invariant}`", c.spec, f"**{verdict_text(c)}**" if c.verdict != "proved" or unexpected(c)
+             else verdict_text(c),
              _md(note(c))) for c in doc.checks if shown_in_full(c, verbose)]
     if rows:
         out += [tabulate(rows, headers=("invariant", "spec", "verdict", "counterexample / note"), tablefmt="github"), ""]
@@ -364,7 +388,7 @@ def render_markdown(doc: Report, verbose: bool = False) -> str:
         out += [f"**{PROVED_HEAD[0].upper()}{PROVED_HEAD[1:-1]}**", ""]
         out += [f"- `{spec}`{_md(rest)}" for spec, _, rest in (line.partition(" ") for line in proved)] + [""]
     for check in by_severity(doc.checks):
-        if verbose and needs_a_look(check) or check.verdict != "proved":
+        if has_block(check, verbose):
             out += check_markdown(check, verbose)
     if not verbose:
         for lines, users in uncertain_groups(doc):
@@ -380,7 +404,7 @@ def render_markdown(doc: Report, verbose: bool = False) -> str:
 
 def check_markdown(check: Check, verbose: bool) -> list[str]:
     sets = " ".join(f"`--set {s}`" for s in check.overrides or [])
-    out = [f"### `{check.invariant}` [{check.spec}{' what-if ' + sets if sets else ''}]: {check.verdict}", "",
+    out = [f"### `{check.invariant}` [{check.spec}{' what-if ' + sets if sets else ''}]: {verdict_text(check)}", "",
            f"{check.file}:{check.line}", ""]
     if check.description:
         out += [f"> {check.description}", ""]
@@ -424,8 +448,10 @@ def render_junit(doc: Report, verbose: bool = False, extra: tuple = ()) -> str:
             suites[check.spec] = suite
         case = TestCase(check.invariant, f"pvsmt.{check.spec}")
         details = "\n".join(check_email(check, verbose))
-        if check.verdict in ("refuted", "vacuous"):
-            case.result = [Failure(f"{check.verdict}: {note(check)}", check.verdict)]
+        if check.as_expected:  # a documented refutation, still there: a pass
+            case.system_out = details
+        elif check.verdict in ("refuted", "vacuous") or unexpected(check):
+            case.result = [Failure(f"{verdict_text(check)}: {note(check)}", check.verdict)]
             case.result[0].text = details
         elif check.verdict in ("unknown", "error", "unverified"):  # unverified: check-xen
             case.result = [Error(f"{check.verdict}: {note(check)}", check.verdict)]

@@ -256,6 +256,17 @@ def hardware_json(hw: HwOutcome) -> dict:
     return out
 
 
+def runs(values) -> list[tuple[int, int]]:
+    """Integers as runs of consecutive values: {1, 2, 3, 7} -> [(1, 3), (7, 7)]."""
+    out: list[list[int]] = []
+    for v in sorted(values):
+        if out and v == out[-1][1] + 1:
+            out[-1][1] = v
+        else:
+            out.append([v, v])
+    return [(lo, hi) for lo, hi in out]
+
+
 def versions() -> dict:
     """pvsmt's and Z3's versions: every report names them (another Z3 may pick another model)."""
     from .. import __version__
