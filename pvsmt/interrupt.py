@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import weakref
 
 _contexts: "weakref.WeakSet" = weakref.WeakSet()
@@ -51,5 +52,20 @@ def _watch(read: int, z3) -> None:
         if not data:
             return
         if signal.SIGINT in data:
-            for ctx in [*list(_contexts), z3.main_ctx()]:
-                ctx.interrupt()
+            _keep_interrupting(z3)
+
+
+#: How long, and how often, the watcher goes on interrupting after a Ctrl-C.
+PERSIST_S, EVERY_S = 10.0, 0.02
+
+
+def _keep_interrupting(z3) -> None:
+    """Interrupt every context, again and again: a query the main thread starts between the
+    signal and its KeyboardInterrupt (Python raises it only once the current call into Z3
+    returns) would otherwise run to its end, since Z3 clears a cancellation when a query
+    starts.  The process ends with the KeyboardInterrupt, well inside PERSIST_S."""
+    deadline = time.monotonic() + PERSIST_S
+    while time.monotonic() < deadline:
+        for ctx in [*list(_contexts), z3.main_ctx()]:
+            ctx.interrupt()
+        time.sleep(EVERY_S)
