@@ -92,10 +92,6 @@ def has_block(check: Check, verbose: bool) -> bool:
     return verbose and needs_a_look(check) or check.verdict != "proved" or unexpected(check)
 
 
-def uncertain_of(check: Check) -> bool:
-    return check.relies_on.uncertain
-
-
 def shown_in_full(check: Check, verbose: bool) -> bool:
     """A check with its own row and block: every one with -v, else all but the proofs (which
     proved_lines summarises, and uncertain_groups lists where they rely on UNCERTAIN)."""
@@ -112,7 +108,7 @@ def proved_lines(doc: Report) -> list[str]:
     out = []
     for spec, checks in specs.items():
         line = f"{spec:<{width}}  {len(checks)} proved"
-        uncertain = sum(uncertain_of(c) for c in checks)
+        uncertain = sum(c.relies_on.uncertain for c in checks)
         undetermined = sum(bool(c.relies_on.facts_unknown) for c in checks)
         if uncertain:
             line += f", {uncertain} relying on UNCERTAIN (below)"
