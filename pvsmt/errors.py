@@ -35,6 +35,9 @@ class InputError(PvsmtError):
         self.where = where
         self.message = message
 
+    def __reduce__(self):  # pickled as constructed (a worker process sends it to the parent)
+        return type(self), (self.where, self.message)
+
     def __str__(self) -> str:
         return f"{self.where}: error: {self.message}"
 

@@ -36,6 +36,7 @@ MODULE_TIER = {
     "test_tiers": "fast",
     "test_expectation": "solver",
     "test_layout": "fast",
+    "test_workers": "fast",
     "test_agreement": "solver",
     "test_agreement_props": "solver",
     "test_check_xen": "solver",

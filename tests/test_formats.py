@@ -62,6 +62,26 @@ def test_two_processes_give_identical_bytes(tmp_path, fmt):
     assert texts[0] == texts[1]
 
 
+def test_worker_processes_and_one_process_give_identical_bytes(reports, monkeypatch):
+    """cli.workers runs the checks in forked processes where it can, else here, one run after the
+    other: the same results either way, counterexamples and their explanations included."""
+    from pvsmt.cli import workers
+    from pvsmt.cli.prove import check_all
+    from pvsmt.lang.discover import invariant_files, pairs
+    from pvsmt.lang.parse import SpecLoader
+    from pvsmt.report.document import prove_document
+    from pvsmt.report.formats import render
+    from pvsmt.analysis.expectation import run_code
+    from pvsmt.analysis.prove import Limits
+    monkeypatch.setattr(workers, "forking", lambda: False)
+    limits = Limits(max_counterexamples=2)
+    todo = pairs(invariant_files([str(f) for f in SAMPLES["false"]]), None, SpecLoader())
+    results = check_all(todo, limits, {})
+    doc = prove_document(results, limits, run_code(results))
+    for fmt in FORMATS:
+        assert render(doc, fmt) == reports[("false", fmt, 1)], fmt
+
+
 def test_renderers_give_identical_bytes(reports):
     for (name, fmt, run), text in reports.items():
         if run == 1:

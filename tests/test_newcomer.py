@@ -97,20 +97,23 @@ def test_a_missing_output_directory_is_an_error_before_any_work(tmp_path, capsys
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("argv", [
-    ["prove", "proofs", "tests/fixtures/false", "--max", "5"],  # two solver threads
-    ["diff", "pv-traps-doc", "xen"],                             # Z3 in the main thread
+    ["prove", "proofs", "tests/fixtures/false", "--max", "5"],  # two worker processes
+    ["diff", "pv-traps-doc", "xen"],                             # Z3 in the main process
 ])
 def test_ctrl_c_stops_at_once_with_one_line(argv):
+    """As from a terminal: SIGINT to the whole process group; nothing of it is left running."""
     p = subprocess.Popen([sys.executable, "-m", "pvsmt", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(2.5)  # well inside the solving
     assert p.poll() is None, "finished before it could be interrupted"
     start = time.monotonic()
-    p.send_signal(signal.SIGINT)
+    os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert time.monotonic() - start < 3
     assert p.returncode == 130 and err == "pvsmt: interrupted\n", err
+    with pytest.raises(ProcessLookupError):  # no worker left behind in its group
+        os.killpg(p.pid, 0)
 
 
 # ---- item 2: a what-if says so, in every format ---------------------------------------------

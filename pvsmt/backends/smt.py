@@ -85,6 +85,9 @@ class GaveUp(PvsmtError):
         self.reason = reason
         self.what = what
 
+    def __reduce__(self):  # pickled as constructed (a worker process sends it to the parent)
+        return type(self), (self.reason, self.what)
+
 
 def new_solver(limits: Limits, ctx: z3.Context) -> z3.Solver:
     s = z3.SolverFor("QF_UFLIA", ctx=ctx)
@@ -98,12 +101,23 @@ def new_solver(limits: Limits, ctx: z3.Context) -> z3.Solver:
 
 def check(solver, *assumptions) -> Answer:
     """Ask `solver` (a z3.Solver or z3.Optimize) under `assumptions`; the one place that reads z3's answer."""
-    answer = solver.check(*assumptions)
+    answer = _check_boolean(solver, assumptions) if assumptions else solver.check()
     if answer == z3.sat:
         return Sat(solver=solver)
     if answer == z3.unsat:
         return Unsat(solver=solver if assumptions and isinstance(solver, z3.Solver) else None)
     return Unknown(solver.reason_unknown() or "unknown")
+
+
+def _check_boolean(solver, assumptions: tuple):
+    """solver.check(*assumptions), without the Python API's conversion of every assumption (a
+    dozen calls into Z3 each, a fifth of a proof's time): pvsmt's assumptions are Boolean terms of
+    the solver's own context already.  Anything else goes through the API as usual."""
+    ctx = solver.ctx
+    if not isinstance(solver, z3.Solver) or not all(type(a) is z3.BoolRef and a.ctx is ctx for a in assumptions):
+        return solver.check(*assumptions)
+    array = (z3.Ast * len(assumptions))(*(a.ast for a in assumptions))
+    return z3.CheckSatResult(z3.Z3_solver_check_assumptions(ctx.ref(), solver.solver, len(assumptions), array))
 
 
 def optimize(ctx: z3.Context, limits: Limits, hard, soft) -> Answer:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-import threading
 import time
+from dataclasses import replace
 
 from pathlib import Path
 
@@ -119,16 +120,58 @@ def check_all(todo, limits, overrides: dict, workers: int = 2, what: str = "pvsm
 
     The questions (one per invariant and spec; specs encoded alike ask one, encode.spec_key)
     are split, grouped by spec, into `workers` contiguous runs of equal length, each run in
-    a thread with its own Prover (and Z3 context), always the same way, so the results do
-    not depend on scheduling; Z3 releases the GIL while it solves.  Each thread first checks
-    the specs of its run that no earlier run has (spec_check); their notes are printed, and
-    the first error raised, in the order the specs come, before any result is used."""
+    a worker process (cli.workers) with its own Prover, always the same way, so the results
+    do not depend on scheduling.  Each worker first checks the specs of its run that no
+    earlier run has (spec_check); their notes are printed, and the first error raised, in
+    the order the specs come, before any result is used.  A spec in error stops the run
+    once every spec is checked."""
     from ..progress import Progress
-    from ..analysis.prove import Prover
-    from ..backends.encode import spec_key
+    from . import workers as pool
+    specs, runs, owner = plan(todo, workers)
+    checked: dict[str, tuple] = {}  # path -> (notes, the error checking the spec raised or None)
     progress = Progress(what, len(todo))
+
+    def on_message(k: int, kind: str, payload) -> None:
+        if kind == "now":
+            progress.now(payload)
+        elif kind == "step":
+            progress.step()
+        elif kind == "stderr":
+            sys.stderr.write(payload)
+        elif kind == "checked":
+            path, notes, error = payload
+            checked[path] = (notes, error)
+            if len(checked) == len(owner) and any(e is not None for _, e in checked.values()):
+                raise _SpecsFailed()
+
+    jobs = [functools.partial(_run_bucket, [todo[i] + (i,) for unit in run_ for i in unit],
+                              [(path, specs[path]) for path in specs if owner.get(path) == k], limits, overrides)
+            for k, run_ in enumerate(runs) if run_]
+    try:
+        with progress:
+            parts = pool.run(jobs, on_message)
+    except _SpecsFailed:
+        parts = []
+    for path in specs:
+        notes, error = checked.get(path, ((), None))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if error is not None:
+            raise error
+    done = {i: replace(r, invariant=todo[i][0], spec=todo[i][1]) for part in parts for i, r in part}
+    return [done[i] for i in range(len(todo))]
+
+
+class _SpecsFailed(Exception):
+    """Every spec is checked and one is in error: no result is needed."""
+
+
+def plan(todo, workers: int):
+    """The specs by path (in the order they come), the runs of units (lists of indexes of `todo`
+    that share one question), and which run checks each spec (the first that needs it)."""
+    from ..backends.encode import spec_key
     keys: dict[str, tuple] = {}
-    specs: dict[str, object] = {}   # by path, in the order they come
+    specs: dict[str, object] = {}
     units: dict[tuple, list[int]] = {}
     for i, (inv, spec) in enumerate(todo):
         if spec.path not in keys:
@@ -142,58 +185,42 @@ def check_all(todo, limits, overrides: dict, workers: int = 2, what: str = "pvsm
         for unit in run_:
             for i in unit:
                 owner.setdefault(todo[i][1].path, k)
-    checked: dict[str, tuple] = {}  # path -> (notes, the error checking the spec raised or None)
-    specs_done = threading.Barrier(workers)  # no proof before every spec is checked
+    return specs, runs, owner
 
-    def run_bucket(k: int) -> list[tuple[int, Result]]:
-        prover = Prover(limits, overrides) if runs[k] else None
-        for path, spec in specs.items():
-            if owner.get(path) == k:
-                progress.now(f"checking spec {spec.name}")
-                checked[path] = check_spec(spec, overrides, limits, prover.ctx)
-        specs_done.wait()
-        if any(error is not None for _, error in checked.values()):
-            return []  # the run stops at that error
-        out = []
-        for unit in runs[k]:
-            for i in unit:
-                inv, spec = todo[i]
-                progress.now(f"{inv.name} against {spec.name}")
-                out.append((i, check(prover, inv, spec)))
-                progress.step()
-        return out
 
-    # Daemon threads, not a pool: on Ctrl-C the main thread stops waiting at once (a pool
-    # would finish every query first), and cli.main ends the process without joining them.
-    parts: list = [[] for _ in runs]
+def _run_bucket(items, owned, limits, overrides: dict, channel) -> list:
+    """One worker's job: check the specs it owns, then its pairs ((invariant, spec, index) in
+    order); the results come back without their invariant and spec (the caller has them), their
+    counterexamples' configurations read in full (cli.prove.portable)."""
+    from ..analysis.prove import Prover
+    prover = Prover(limits, overrides)
+    failed = False
+    for path, spec in owned:
+        channel.send("now", f"checking spec {spec.name}")
+        notes, error = check_spec(spec, overrides, limits, prover.ctx)
+        channel.send("checked", (path, notes, error))
+        failed = failed or error is not None
+    if failed:
+        return []
+    out = []
+    for inv, spec, i in items:
+        channel.send("now", f"{inv.name} against {spec.name}")
+        out.append((i, portable(check(prover, inv, spec), overrides)))
+        channel.send("step")
+    return out
 
-    def work(k: int) -> None:
-        try:
-            parts[k] = run_bucket(k)
-        except threading.BrokenBarrierError:
-            pass  # another thread failed: its exception is the one re-raised
-        except BaseException as exc:  # re-raised in the main thread
-            parts[k] = exc
-            specs_done.abort()
 
-    threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"pvsmt-prove-{k}")
-               for k in range(len(runs))]
-    with progress:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    for path in specs:
-        notes, error = checked.get(path, ((), None))
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        if error is not None:
-            raise error
-    for part in parts:
-        if isinstance(part, BaseException):
-            raise part
-    done = dict(pair for part in parts for pair in part)
-    return [done[i] for i in range(len(todo))]
+def portable(result, overrides: dict):
+    """`result` as it can leave its worker: without its invariant and spec, and with every name
+    of its counterexamples' configurations that its report reads already read out of the Z3
+    model (the model stays behind).  The report reads the same names in the parent: building
+    the check's document here reads them."""
+    from ..report.document import check_document
+    if result.counterexamples:
+        check_document(result, overrides=overrides)
+        for cex in result.counterexamples:
+            cex.config.fill = None
+    return replace(result, invariant=None, spec=None)
 
 
 def check_spec(spec, overrides: dict, limits, ctx=None) -> tuple[list[str], PvsmtError | None]:

@@ -359,7 +359,8 @@ def failing_document(cex, inv) -> Failing | None:
     values = {}
     for leaf in leaves(part):
         values[leaf_name(leaf, env)] = leaf.domain.format(leaf.eval(env))
-    return Failing(part.text or None, shown_path(part.where.path), part.where.line, values, part is inv.prove)
+    # `==`, not `is`: a result may come from a worker process, with copies of the invariant's parts
+    return Failing(part.text or None, shown_path(part.where.path), part.where.line, values, part == inv.prove)
 
 
 def leaf_name(leaf, env) -> str:
