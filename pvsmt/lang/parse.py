@@ -358,6 +358,7 @@ class SpecBuilder(Builder):
             raise InputError(self.at(vectors), f"empty vector range {lo:#x}..{hi:#x}")
         assigns = [n for n in rest if n.data == "assign"]
         cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
+        where, statement = self.at(node), self.statement(node)  # once: a range gives up to 256 facts each
         for a in assigns:
             field_name = str(a.children[0])
             if field_name not in table.fields:
@@ -365,8 +366,7 @@ class SpecBuilder(Builder):
                                              f"it has {', '.join(table.fields)}")
             value = self.value(f"{table.name}.{field_name}", table.fields[field_name], a.children[1])
             for v in range(lo, hi + 1):
-                yield Fact(table.knob_name(v, field_name), (value,), self.at(node), None, cites, uncertain,
-                           self.statement(node))
+                yield Fact(table.knob_name(v, field_name), (value,), where, None, cites, uncertain, statement)
 
     def table_fact(self, spec: Spec, node: Tree, first: bool):
         for fact in self.table_rows(node):
