@@ -446,3 +446,22 @@ def test_shaped_trees_are_larks_own():
     texts = [(p.read_text(), start[p.suffix]) for p in files] + [(e, "start_expr") for e in EXPRESSIONS]
     for text, rule in texts:
         same_tree(parse.parser().parse(text, start=rule), reference.parse(text, start=rule))
+
+
+@pytest.mark.parametrize("text", ['"plain"', '""', '"a # b ☃\x0c"', '"esc\\"aped\\n"', '"bad \\N escape"', '"nul\0"',
+                                  '"cr\r"'])
+def test_string_reads_as_literal_eval(text):
+    """Builder.string's shortcut for a string with nothing escaped reads what literal_eval reads, and
+    refuses what it refuses, with the same message."""
+    import ast
+    from lark import Token
+    from pvsmt.lang.parse import Builder
+    token = Token("STRING", text, 0, 1, 1)
+    try:
+        expected = ast.literal_eval(text)
+    except (SyntaxError, ValueError) as exc:
+        with pytest.raises(InputError) as info:
+            Builder("f.inv", text).string(token)
+        assert info.value.message == f"bad string {text}: {exc.msg if hasattr(exc, 'msg') else exc}"
+        return
+    assert Builder("f.inv", text).string(token) == expected

@@ -163,6 +163,9 @@ def read(path: Path) -> str:
         raise InputError(str(path), f"cannot read: {exc}") from None
 
 
+_NOT_PLAIN = ("\\", "\0", "\r")  # a string with one of these is left to literal_eval (to read or refuse)
+
+
 class Builder:
     """Turns parse trees of one file into typed objects."""
 
@@ -191,6 +194,8 @@ class Builder:
         return Location(self.path)
 
     def string(self, token: Token) -> str:
+        if not any(c in token for c in _NOT_PLAIN):  # the text between the quotes, as literal_eval gives it
+            return token[1:-1]
         try:
             return ast.literal_eval(str(token))
         except (SyntaxError, ValueError) as exc:
