@@ -52,7 +52,7 @@ def _end(node) -> int:
 
 class TreeShaper:
     """Builds the tree while the parser reduces: the tree and positions Lark's own builder gives with
-    propagate_positions, which cost a third of reading the files (tests/test_language.py compares them).
+    propagate_positions, which took a third of the parse (tests/test_language.py compares the two).
     The parser keeps every token (keep_all_tokens), so that a tree's span can start at its keyword;
     this drops the unnamed ones and inlines a `?rule` left with one child, as Lark does."""
 
