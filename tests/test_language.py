@@ -405,3 +405,63 @@ def test_invariant_missing_file(tmp_path):
     with pytest.raises(InputError) as info:
         load_invariants(tmp_path / "absent.inv")
     assert info.value.where == str(tmp_path / "absent.inv") and "no such file" in info.value.message
+
+
+# ---- the tree the parser shapes (parse.TreeShaper) is Lark's own, positions included ------------------
+
+EXPRESSIONS = ["(a or b) and c", "((a or b)) and (c)", "not (x == 1)", "f((a) and b)", "idt[(3)].dpl == 0",
+               "x in {1, (2)..(3)}", "x not in {(1)}", "(1 + 2) * 3 << (4)", "(a => (b))", "(none)", "(idt)"]
+
+
+def lark_tree_with_positions():
+    """Lark's tree builder with propagate_positions: what pvsmt used before TreeShaper."""
+    from lark import Lark
+    from pvsmt.lang import parse
+    grammar = (Path(parse.__file__).parent / "grammar.lark").read_text()
+    return Lark(grammar, start=["start_spec", "start_inv", "start_expr", "start_expect"], parser="lalr",
+                propagate_positions=True, maybe_placeholders=False)
+
+
+def same_tree(ours, lark_own) -> None:
+    from lark import Token
+    assert type(ours) is type(lark_own) and ours == lark_own
+    if isinstance(ours, Token):
+        assert (ours.type, ours.start_pos, ours.end_pos) == (lark_own.type, lark_own.start_pos, lark_own.end_pos)
+        return
+    if not lark_own.meta.empty:
+        assert (ours.meta.start_pos, ours.meta.end_pos) == (lark_own.meta.start_pos, lark_own.meta.end_pos), ours.data
+    for a, b in zip(ours.children, lark_own.children):
+        same_tree(a, b)
+
+
+def test_shaped_trees_are_larks_own():
+    from pvsmt.lang import parse
+    reference = lark_tree_with_positions()
+    kept = {s.name for r in reference.rules for s in r.expansion if s.is_term and not s.filter_out}
+    assert kept == parse.NAMED_TERMINALS  # grammar.lark's named terminals, and no others
+    start = {".spec": "start_spec", ".inv": "start_inv", ".expect": "start_expect"}
+    files = [p for d in ("specs", "proofs", "diffs", "tests") for p in sorted((ROOT / d).rglob("*"))
+             if p.suffix in start]
+    assert len(files) > 20
+    texts = [(p.read_text(), start[p.suffix]) for p in files] + [(e, "start_expr") for e in EXPRESSIONS]
+    for text, rule in texts:
+        same_tree(parse.parser().parse(text, start=rule), reference.parse(text, start=rule))
+
+
+@pytest.mark.parametrize("text", ['"plain"', '""', '"a # b ☃\x0c"', '"esc\\"aped\\n"', '"bad \\N escape"', '"nul\0"',
+                                  '"cr\r"'])
+def test_string_reads_as_literal_eval(text):
+    """Builder.string's shortcut for a string with nothing escaped reads what literal_eval reads, and
+    refuses what it refuses, with the same message."""
+    import ast
+    from lark import Token
+    from pvsmt.lang.parse import Builder
+    token = Token("STRING", text, 0, 1, 1)
+    try:
+        expected = ast.literal_eval(text)
+    except (SyntaxError, ValueError) as exc:
+        with pytest.raises(InputError) as info:
+            Builder("f.inv", text).string(token)
+        assert info.value.message == f"bad string {text}: {exc.msg if hasattr(exc, 'msg') else exc}"
+        return
+    assert Builder("f.inv", text).string(token) == expected

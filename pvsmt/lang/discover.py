@@ -52,6 +52,7 @@ def pairs(files: list[Path], spec_files: list[Path] | None, loader: SpecLoader) 
     from .parse import load_invariants
     out: list[tuple[Invariant, Spec]] = []
     given = [loader.load(p) for p in spec_files or []]
+    found: dict[tuple[str, Path], Spec] = {}  # (name, directory): most invariants of a file name the same specs
     for f in files:
         for inv in load_invariants(f):
             if given:
@@ -60,5 +61,8 @@ def pairs(files: list[Path], spec_files: list[Path] | None, loader: SpecLoader) 
             if not inv.specs:
                 raise InputError(inv.where, f"invariant '{inv.name}' names no spec: add 'specs NAME' "
                                             f"or run with --spec FILE")
-            out += [(inv, loader.load(find_spec(n, f.parent, w, loader.probed))) for n, w in inv.specs]
+            for n, w in inv.specs:
+                if (n, f.parent) not in found:
+                    found[n, f.parent] = loader.load(find_spec(n, f.parent, w, loader.probed))
+                out.append((inv, found[n, f.parent]))
     return out

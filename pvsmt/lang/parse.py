@@ -26,11 +26,58 @@ _TERMINALS = {
 }
 
 
+# The terminals grammar.lark names; the tree keeps their tokens and leaves out its quoted keywords and punctuation.
+NAMED_TERMINALS = frozenset({"ID", "NAME", "NUMBER", "STRING", "TABLE", "INVARIANT", "DIFFERENCE", "COMPARE", "ADD_OP",
+                             "MUL_OP"})
+
+
+class Span:
+    """Where a tree's text lies: its own (start_pos, end_pos), and `outer_*` with the brackets that
+    enclose it, which belong to the tree around it (`(a or b) and c` starts at its bracket)."""
+
+    __slots__ = ("start_pos", "end_pos", "outer_start", "outer_end")
+
+    def __init__(self, start: int, end: int):
+        self.start_pos = self.outer_start = start
+        self.end_pos = self.outer_end = end
+
+
+def _start(node) -> int:
+    return node.meta.outer_start if isinstance(node, Tree) else node.start_pos
+
+
+def _end(node) -> int:
+    return node.meta.outer_end if isinstance(node, Tree) else node.end_pos
+
+
+class TreeShaper:
+    """Builds the tree while the parser reduces: the tree and positions Lark's own builder gives with
+    propagate_positions, which took a third of the parse (tests/test_language.py compares the two).
+    The parser keeps every token (keep_all_tokens), so that a tree's span can start at its keyword;
+    this drops the unnamed ones and inlines a `?rule` left with one child, as Lark does."""
+
+    def __init__(self):
+        self.inlined: frozenset[str] = frozenset()  # the `?rule`s: set once the grammar is loaded
+
+    def __default__(self, data, children: list, _meta):
+        if data.startswith("_"):  # Lark's rule for a repetition: the rule around it takes its children as they are
+            return Tree(data, children)
+        kept = [c for c in children if not (isinstance(c, Token) and c.type not in NAMED_TERMINALS)]
+        if data in self.inlined and len(kept) == 1:
+            if isinstance(kept[0], Tree):
+                kept[0].meta.outer_start, kept[0].meta.outer_end = _start(children[0]), _end(children[-1])
+            return kept[0]
+        return Tree(data, kept, Span(_start(children[0]), _end(children[-1])) if children else None)
+
+
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    return Lark(grammar, start=["start_spec", "start_inv", "start_expr", "start_expect"], parser="lalr",
-                propagate_positions=True, maybe_placeholders=False, cache=True)
+    shaper = TreeShaper()
+    lark = Lark(grammar, start=["start_spec", "start_inv", "start_expr", "start_expect"], parser="lalr",
+                keep_all_tokens=True, transformer=shaper, maybe_placeholders=False, cache=True)
+    shaper.inlined = frozenset(str(r.origin.name) for r in lark.rules if r.options.expand1)
+    return lark
 
 
 _SPEC_ONLY = {"set", "default", "extends", "delivery", "uncertain", "idt", "tt", "spec"}
@@ -116,6 +163,9 @@ def read(path: Path) -> str:
         raise InputError(str(path), f"cannot read: {exc}") from None
 
 
+_NOT_PLAIN = ("\\", "\0", "\r")  # a string with one of these is left to literal_eval (to read or refuse)
+
+
 class Builder:
     """Turns parse trees of one file into typed objects."""
 
@@ -144,6 +194,8 @@ class Builder:
         return Location(self.path)
 
     def string(self, token: Token) -> str:
+        if not any(c in token for c in _NOT_PLAIN):  # the text between the quotes, as literal_eval gives it
+            return token[1:-1]
         try:
             return ast.literal_eval(str(token))
         except (SyntaxError, ValueError) as exc:
@@ -358,6 +410,7 @@ class SpecBuilder(Builder):
             raise InputError(self.at(vectors), f"empty vector range {lo:#x}..{hi:#x}")
         assigns = [n for n in rest if n.data == "assign"]
         cites, uncertain = self.meta([n for n in rest if n.data in ("cite", "uncertain")])
+        where, statement = self.at(node), self.statement(node)  # once: a range gives up to 256 facts each
         for a in assigns:
             field_name = str(a.children[0])
             if field_name not in table.fields:
@@ -365,8 +418,7 @@ class SpecBuilder(Builder):
                                              f"it has {', '.join(table.fields)}")
             value = self.value(f"{table.name}.{field_name}", table.fields[field_name], a.children[1])
             for v in range(lo, hi + 1):
-                yield Fact(table.knob_name(v, field_name), (value,), self.at(node), None, cites, uncertain,
-                           self.statement(node))
+                yield Fact(table.knob_name(v, field_name), (value,), where, None, cites, uncertain, statement)
 
     def table_fact(self, spec: Spec, node: Tree, first: bool):
         for fact in self.table_rows(node):

@@ -5,6 +5,8 @@ Pure functions from results to text or JSON-ready data; nothing here runs Z3.
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from pathlib import Path
 
 from tabulate import tabulate
@@ -290,9 +292,14 @@ def trace_json(ev: Evaluation) -> list[dict]:
 
 def shown_path(path) -> str:
     """A path relative to the working directory when it lies below it (stable across checkouts)."""
+    return _shown(str(path), os.getcwd())
+
+
+@lru_cache(maxsize=1024)  # a report names the same few files thousands of times; resolve() reads the disk
+def _shown(path: str, cwd: str) -> str:
     p = Path(path)
     try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
+        return str(p.resolve().relative_to(Path(cwd).resolve()))
     except ValueError:
         return str(p)
 
