@@ -404,17 +404,21 @@ DESCRIPTOR_TABLES_C = Path("xen/arch/x86/pv/descriptor-tables.c")
 
 def _arch_files(tree: Path, suffixes=(".c", ".h", ".S")) -> list[Path]:
     """Every source file under xen/arch/x86, in a stable order."""
-    return sorted(p for p in (tree / ARCH).rglob("*") if p.suffix in suffixes and p.is_file())
+    return xs.source_files(tree / ARCH, suffixes)
 
 
-def _grep(tree: Path, pattern: re.Pattern, suffixes=(".c", ".h", ".S")) -> list[tuple[Path, int, str]]:
+def _grep(tree: Path, pattern: re.Pattern, words: tuple[str, ...],
+          suffixes=(".c", ".h", ".S")) -> list[tuple[Path, int, str]]:
+    """(file, line number, stripped line) of every line under xen/arch/x86 `pattern` matches, in
+    files it matches.  Every match of `pattern` holds one of `words` (literal text without a line
+    break): a file or line holding none of them is passed over without running the pattern."""
     out = []
     for path in _arch_files(tree, suffixes):
         text = xs._text(path)
-        if not pattern.search(text):
+        if not any(w in text for w in words) or not pattern.search(text):
             continue
         for n, line in enumerate(text.splitlines(), 1):
-            if pattern.search(line):
+            if any(w in line for w in words) and pattern.search(line):
                 out.append((path, n, line.strip()))
     return out
 
@@ -467,7 +471,7 @@ def sysenter_cs(tree: Path, ex: Extraction) -> None:
     """MSR_SYSENTER_CS: every wrmsr of it under xen/arch/x86 (one expected), its value
     (__HYPERVISOR_CS: non-null; 0: null) and the guard it runs under, per vendor
     (cpu_has_sep is false on AMD parts whose cpu/amd.c clears X86_FEATURE_SEP)."""
-    sites = _grep(tree, SYSENTER_WRITE, (".c",))
+    sites = _grep(tree, SYSENTER_WRITE, ("MSR_IA32_SYSENTER_CS",), (".c",))
     if not sites:
         raise InputError(str(tree / ARCH), "no wrmsr(MSR_IA32_SYSENTER_CS, ...) under xen/arch/x86: cannot tell "
                                            "what SYSENTER_CS holds")
@@ -510,7 +514,7 @@ EFER_TOUCH = re.compile(r"\btrampoline_efer\b")
 def efer_later_writes(tree: Path, ex: Extraction) -> None:
     """Every other write of EFER under xen/arch/x86 and every change of trampoline_efer: each must
     be understood as leaving SCE alone, or one that sets or clears it is read (unguarded)."""
-    for path, line, text in _grep(tree, EFER_WRITE):
+    for path, line, text in _grep(tree, EFER_WRITE, ("write_efer", "MSR_EFER")):
         where = Location(str(path), line)
         if re.match(r"(/\*|\*|//)", text):
             continue              # a comment
@@ -540,7 +544,7 @@ def efer_later_writes(tree: Path, ex: Extraction) -> None:
             continue          # efer |= trampoline_efer; wrmsrl(MSR_EFER, efer): the boot mask again
         raise InputError(where, f"not understood: EFER written with `{arg}`: pvsmt reads read_efer() | FLAGS, "
                                 f"read_efer() & ~FLAGS, or a value ORed with trampoline_efer")
-    for path, line, text in _grep(tree, EFER_TOUCH):
+    for path, line, text in _grep(tree, EFER_TOUCH, ("trampoline_efer",)):
         where = Location(str(path), line)
         if re.match(r"(/\*|\*|//|#\s*(define|include|if|endif|else))", text):
             continue              # a comment or a directive
@@ -571,7 +575,7 @@ def gate_audit(tree: Path, ex: Extraction) -> None:
     if not ex.config["CONFIG_PV"]:  # no PV guests: no guest descriptor tables, nothing is audited
         ex.gate_audit = (False, None, "CONFIG_PV=n: no PV guest, no guest descriptor table to audit")
         return
-    sites = _grep(tree, DESCRIPTOR_CHECK, (".c",))
+    sites = _grep(tree, DESCRIPTOR_CHECK, ("check_descriptor",), (".c",))
     if len(sites) != 1:
         raise InputError(str(tree / DESCRIPTOR_TABLES_C) if not sites else Location(str(sites[1][0]), sites[1][1]),
                          f"{'no' if not sites else 'more than one'} check_descriptor() definition under "
@@ -598,7 +602,7 @@ def fred_support(tree: Path) -> FredSupport | None:
     """FRED is possible when a `fred` command-line option sets a variable that, when true, sets
     X86_FEATURE_XEN_FRED; its default is the variable's initialiser, or, for -1, what
     `if ( VAR == -1 ) VAR = EXPR;` makes of it per vendor (not a PV shim)."""
-    params = _grep(tree, FRED_PARAM, (".c",))
+    params = _grep(tree, FRED_PARAM, ("boolean_param",), (".c",))
     if not params:
         return None
     path, line, text = params[0]
@@ -674,7 +678,8 @@ def swint_emul(tree: Path, ex: Extraction) -> None:
         return
     for call in re.finditer(r"\b(\w+)\s*\(\s*regs\s*\)\s*;", block):
         name = call.group(1)
-        for path, line, text in _grep(tree, re.compile(rf"^\s*(?:static\s+)?void\s+{name}\s*\(", re.M), (".c",)):
+        for path, line, text in _grep(tree, re.compile(rf"^\s*(?:static\s+)?void\s+{name}\s*\(", re.M), (name,),
+                                      (".c",)):
             body = "\n".join((read_lines(path) or [])[line - 1:line + 60])
             if re.search(r"\bx86_insn_length\s*\(", body) and re.search(r"regs->rip\s*\+=\s*len\b", body):
                 where = src.where(brace + call.start())
@@ -686,6 +691,11 @@ def swint_emul(tree: Path, ex: Extraction) -> None:
 
 def extract(tree: Path, config: dict[str, bool], config_source: str, with_fred: bool = False) -> Extraction:
     """The IDT (and, where found, the MSR setup) of the tree under one configuration."""
+    with xs.one_listing():   # the facts searched for everywhere under xen/arch/x86 share one listing
+        return _extract(tree, config, config_source, with_fred)
+
+
+def _extract(tree: Path, config: dict[str, bool], config_source: str, with_fred: bool) -> Extraction:
     if not (tree / "xen").is_dir():
         raise InputError(str(tree), "not a Xen source tree: no xen/ directory")
     if (tree / GEN_IDT).exists():

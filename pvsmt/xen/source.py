@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import contextlib
 import functools
 import os
 import io
@@ -144,6 +145,47 @@ def _text(path: Path) -> str:
         except OSError:
             _TEXT[path] = ""
     return _TEXT[path]
+
+
+# ---- the source files under a directory -------------------------------------------------------
+
+_LISTINGS: dict[tuple[Path, tuple[str, ...]], list[Path]] | None = None
+
+
+@contextlib.contextmanager
+def one_listing():
+    """Within it, each directory is listed once: an extraction searches xen/arch/x86 for several
+    facts, and the function comparison looks through it for every function it encodes."""
+    global _LISTINGS
+    outer = _LISTINGS
+    if outer is None:
+        _LISTINGS = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _LISTINGS = None
+
+
+def source_files(top: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Every file under `top` whose suffix is one of `suffixes`, in path order: what
+    sorted(p for p in top.rglob("*") if p.suffix in suffixes and p.is_file()) gives (symlinked
+    directories are not entered, symlinked files are listed), from one os.walk."""
+    key = (top, suffixes)
+    if _LISTINGS is not None and key in _LISTINGS:
+        return _LISTINGS[key]
+    found = []
+    for parent, _dirs, names in os.walk(top):
+        for name in names:
+            dot = name.rfind(".")
+            if 0 < dot < len(name) - 1 and name[dot:] in suffixes:   # PurePath.suffix
+                path = os.path.join(parent, name)
+                if os.path.isfile(path):
+                    found.append(Path(path))
+    found.sort(key=lambda p: p.parts)
+    if _LISTINGS is not None:
+        _LISTINGS[key] = found
+    return found
 
 
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)(\([^)]*\))?[ \t]*(.*)$", re.M)
