@@ -23,6 +23,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from . import source as xs
 
@@ -217,23 +218,35 @@ def _asm_definition(text: str, name: str) -> tuple[int, int] | None:
     return m.start(), nxt.start() if nxt else len(text)
 
 
-def _candidates(tree: Path, enc: Encoded) -> list[Path]:
+def _candidates(tree: Path, enc: Encoded) -> Iterator[Path]:
+    """The master file(s), then every file of the kind under SEARCHED, each once; the directories
+    are listed only if the search gets that far."""
     first = [tree / ARCH / enc.file]
     if enc.file.startswith("include/asm/"):   # 4.14-4.16: xen/include/asm-x86/...
         first.append(tree / "xen/include/asm-x86" / enc.file[len("include/asm/"):])
-    rest = []
+    seen = set()
+    for p in first:
+        if p.is_file() and p not in seen:
+            seen.add(p)
+            yield p
     suffixes = (".S",) if enc.kind == "asm" else (".c", ".h")
     for top in SEARCHED:
         if (tree / top).is_dir():
-            rest += sorted(p for p in (tree / top).rglob("*") if p.suffix in suffixes and p.is_file())
-    return list(dict.fromkeys([p for p in first if p.is_file()] + rest))
+            for p in xs.source_files(tree / top, suffixes):
+                if p not in seen:
+                    seen.add(p)
+                    yield p
 
 
 def find(tree: Path, enc: Encoded) -> Found | None:
     """The function's definition (its first name found, the master file first), or None."""
-    files = _candidates(tree, enc)
+    with xs.one_listing():
+        return _find(tree, enc)
+
+
+def _find(tree: Path, enc: Encoded) -> Found | None:
     for name in enc.names:
-        for path in files:
+        for path in _candidates(tree, enc):
             raw = xs._text(path)
             if name not in raw:
                 continue
@@ -248,7 +261,8 @@ def find(tree: Path, enc: Encoded) -> Found | None:
 
 
 def read_all(tree: Path, delivery: str) -> dict[str, Found | None]:
-    return {f.name: find(tree, f) for f in functions_for(delivery)}
+    with xs.one_listing():
+        return {f.name: find(tree, f) for f in functions_for(delivery)}
 
 
 # ---- against the release the model describes ----------------------------------------------------
@@ -313,8 +327,9 @@ def compare(tree: Path, model: str | None, delivery: str) -> Comparison:
 def compare_trees(new: Path, base: Path, delivery: str) -> list[Changed]:
     """The functions the model encodes whose text differs between two trees (a patch's)."""
     out = []
-    for enc in functions_for(delivery):
-        a, b = find(base, enc), find(new, enc)
+    with xs.one_listing():
+        found = [(enc, find(base, enc), find(new, enc)) for enc in functions_for(delivery)]
+    for enc, a, b in found:
         if (a.fingerprint if a else None) != (b.fingerprint if b else None):
             out.append(Changed(enc.name, b.where if b else None, "changed" if b else "absent"))
     return out
