@@ -146,19 +146,30 @@ def source_line(where: Location) -> str:
 # ---- preprocessing ---------------------------------------------------------------------------
 
 def preprocess(tree: Path, rel: Path, config: dict[str, bool]) -> list[tuple[Location, str]]:
-    """The file as the compiler sees it under `config`: (location in the original, text) per line."""
-    from pcpp import Preprocessor
+    """The file as the compiler sees it under `config`: (location in the original, text) per line.
+    Each version of a file is preprocessed once per configuration (traps.c is read for its gate
+    writes, the #GP handler and the guards of the MSR writes)."""
     path = tree / rel
-    source = "\n".join(_lines(path, f"the extractor reads {rel} in this layout")) + "\n"
+    _lines(path, f"the extractor reads {rel} in this layout")   # there and readable, else an InputError
+    stat = path.stat()
+    return list(_preprocessed(str(path), str(rel), tuple(config.items()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _preprocessed(path_text: str, rel: str, config: tuple[tuple[str, bool], ...], mtime: int,
+                  size: int) -> tuple[tuple[Location, str], ...]:
+    from pcpp import Preprocessor
+    path = Path(path_text)
+    source = "\n".join(_read(path_text, mtime, size)) + "\n"
     pp = Preprocessor()
     pp.line_directive = "#line"
-    for name, on in config.items():
+    for name, on in config:
         if on:
             pp.define(f"{name} 1")
     errors: list[str] = []
     pp.on_error = lambda file, line, msg: errors.append(f"{file}:{line}: {msg}")
     pp.on_include_not_found = _skip_include
-    pp.parse(source, str(rel))
+    pp.parse(source, rel)
     out = io.StringIO()
     try:
         pp.write(out)
@@ -166,7 +177,7 @@ def preprocess(tree: Path, rel: Path, config: dict[str, bool]) -> list[tuple[Loc
         raise InputError(str(path), f"the C preprocessor failed: {exc}") from None
     if errors:
         raise InputError(str(path), f"the C preprocessor failed: {errors[0]}")
-    return _with_lines(out.getvalue(), path)
+    return tuple(_with_lines(out.getvalue(), path))
 
 
 def _skip_include(*_args):
@@ -415,11 +426,13 @@ def _grep(tree: Path, pattern: re.Pattern, words: tuple[str, ...],
     out = []
     for path in _arch_files(tree, suffixes):
         text = xs._text(path)
-        if not any(w in text for w in words) or not pattern.search(text):
+        if not any(w in text for w in words):
             continue
-        for n, line in enumerate(text.splitlines(), 1):
-            if any(w in line for w in words) and pattern.search(line):
-                out.append((path, n, line.strip()))
+        lines = text.splitlines()
+        near = sorted({n for w in words for n, line in enumerate(lines) if w in line})
+        hits = [(path, n + 1, lines[n].strip()) for n in near if pattern.search(lines[n])]
+        if hits and pattern.search(text):
+            out += hits
     return out
 
 
@@ -602,7 +615,7 @@ def fred_support(tree: Path) -> FredSupport | None:
     """FRED is possible when a `fred` command-line option sets a variable that, when true, sets
     X86_FEATURE_XEN_FRED; its default is the variable's initialiser, or, for -1, what
     `if ( VAR == -1 ) VAR = EXPR;` makes of it per vendor (not a PV shim)."""
-    params = _grep(tree, FRED_PARAM, ("boolean_param",), (".c",))
+    params = _grep(tree, FRED_PARAM, ('"fred"',), (".c",))
     if not params:
         return None
     path, line, text = params[0]
