@@ -19,6 +19,7 @@ verdicts (no guest-layer name) rest on none.  Sound and simple; coarser than it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -152,13 +153,22 @@ class Found:
 _C_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 
 
+@functools.lru_cache(maxsize=64)
 def _blank_comments(text: str, asm: bool) -> str:
-    """Comments replaced by spaces (newlines kept, so offsets keep their line)."""
-    text = _C_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    """Comments replaced by spaces (newlines kept, so offsets keep their line).  Cached: a file
+    holding several of the functions is blanked once."""
+    text = _C_COMMENT.sub(_blank, text)
     if asm:   # gas '#' comments: a '#' starting a line that is not a preprocessor directive
-        text = re.sub(r"(?m)^([ \t]*)#(?![ \t]*(?:if|ifdef|ifndef|else|elif|endif|define|undef|include)\b)[^\n]*",
-                      lambda m: " " * len(m.group(0)), text)
+        text = _ASM_COMMENT.sub(lambda m: " " * len(m.group(0)), text)
     return text
+
+
+_ASM_COMMENT = re.compile(r"(?m)^([ \t]*)#(?![ \t]*(?:if|ifdef|ifndef|else|elif|endif|define|undef|include)\b)[^\n]*")
+
+
+def _blank(m: re.Match) -> str:
+    """Every character of the match but its newlines as a space."""
+    return "\n".join(" " * len(part) for part in m.group(0).split("\n"))
 
 
 def normalise(text: str) -> str:
@@ -176,6 +186,9 @@ def fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+_OPEN_BRACE = re.compile(r"\s*\{")
+
+
 def _c_definition(text: str, name: str) -> tuple[int, int] | None:
     """(start, end) of `name(...) { ... }` or `#define name(...) ...` in comment-free text."""
     for m in re.finditer(rf"(?m)^[ \t]*#[ \t]*define[ \t]+{re.escape(name)}\b", text):
@@ -191,11 +204,11 @@ def _c_definition(text: str, name: str) -> tuple[int, int] | None:
         close = xs.match_paren(text, m.end() - 1)
         if close is None:
             continue
-        after = re.match(r"\s*\{", text[close + 1:])
+        after = _OPEN_BRACE.match(text, close + 1)
         line_start = text.rfind("\n", 0, m.start()) + 1
         if after is None or re.search(r"[=;,(]|\breturn\b", text[line_start:m.start()]):
             continue
-        brace = close + after.end()
+        brace = after.end() - 1
         end = xs.match_brace(text, brace)
         if end is not None:
             return line_start, end + 1

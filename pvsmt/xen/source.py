@@ -317,6 +317,7 @@ class Function:
 
 _KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof", "do", "else", "case"}
 _DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_OPEN_BRACE = re.compile(r"\s*\{")
 
 
 def functions(src: Source) -> list[Function]:
@@ -329,11 +330,11 @@ def functions(src: Source) -> list[Function]:
         close = match_paren(text, m.end() - 1)
         if close is None:
             return out
-        after = re.match(r"\s*\{", text[close + 1:])
+        after = _OPEN_BRACE.match(text, close + 1)
         if m.group(1) in _KEYWORDS or after is None:
             pos = m.end()
             continue
-        brace = close + 1 + after.end() - 1
+        brace = after.end() - 1
         end = match_brace(text, brace)
         if end is None:
             return out
