@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -371,11 +372,17 @@ def entry_of(gate: Gate) -> str:
 
 def in_tree(ex: Extraction, where: Location) -> str:
     """`xen/arch/x86/...:LINE`: a citation relative to the tree, as a patch names it."""
+    return f"{_in_tree(where.path, str(ex.tree), os.getcwd())}:{where.line}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_tree(path: str, tree: str, _cwd: str) -> str:
+    """Remembered per file, tree and working directory (relative paths resolve from it): the
+    report cites each of the 256 gates, and resolving a path costs a system call per component."""
     try:
-        rel = Path(where.path).resolve().relative_to(ex.tree.resolve())
+        return str(Path(path).resolve().relative_to(Path(tree).resolve()))
     except ValueError:
-        rel = Path(where.path)
-    return f"{rel}:{where.line}"
+        return str(Path(path))
 
 
 # ---- the fast-system-call MSRs (reference 2.4) ----------------------------------------------------------
