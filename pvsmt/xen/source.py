@@ -63,6 +63,26 @@ def release_text(release: tuple[int, int, str]) -> str:
 _DASH_I = re.compile(r"(?<![,\w])-I\s*\$\((BASEDIR|srctree|abs_srctree)\)/?(\S*)")
 _ASM_LINK = re.compile(r"ln\s+-sf?\s+asm-\$\((?:TARGET_ARCH|SRCARCH)\)\s+include/asm\b")
 _INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
+_INCLUDE_AT = re.compile(r'#\s*include\s*([<"])([^>"]+)[>"]')   # _INCLUDE from its '#': a literal to scan for
+
+
+def _includes(text: str) -> list[tuple[str, str]]:
+    """(`<` or `"`, name) of each match of _INCLUDE.finditer(text), found from the '#' (re scans for a
+    literal far faster than for the start of a line): a '#' counts when whitespace alone separates it from the start
+    of its line, and that line starts after the previous match (whitespace back to any line start
+    means back to its own line's start)."""
+    out, pos, done = [], 0, 0
+    while True:
+        m = _INCLUDE_AT.search(text, pos)
+        if m is None:
+            return out
+        at = m.start()
+        line = text.rfind("\n", 0, at) + 1
+        if line >= done and (line == at or text[line:at].isspace()):
+            out.append((m.group(1), m.group(2)))
+            pos = done = m.end()
+        else:
+            pos = at + 1      # a later '#' inside this candidate may still start a match
 
 
 @dataclass(frozen=True)
@@ -119,11 +139,15 @@ def include_closure(tree: Path, file: Path, inc: IncludePaths) -> list[Path]:
     """Every header the compiler may read for `file`, in first-inclusion order (every #include
     line is followed, whatever #if it sits under: a superset, narrowed by the preprocessor)."""
     seen: dict[Path, None] = {}
+    resolved: dict[tuple[str, Path | None], Path | None] = {}   # most headers include <xen/types.h>, ...
 
     def visit(path: Path) -> None:
         text = _text(path)
-        for m in _INCLUDE.finditer(text):
-            found = _resolve_include(inc, m.group(2), path.parent if m.group(1) == '"' else None)
+        for quote, name in _includes(text):
+            key = (name, path.parent if quote == '"' else None)
+            if key not in resolved:
+                resolved[key] = _resolve_include(inc, *key)
+            found = resolved[key]
             if found is not None and found not in seen:
                 seen[found] = None
                 visit(found)
