@@ -334,3 +334,71 @@ def test_config_and_variant_together_exit_2(tmp_path):
     root = fixture("new-layout", tmp_path)
     p = pvsmt("extract", str(root), "--variant", "pv", "--config", str(root / ".config"))
     assert p.returncode == 2 and "either --config or --variant" in p.stderr
+
+
+# ---- the faster ways of reading a tree give what the plain ones gave ------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from pvsmt.xen import extract as ex, source as xs  # noqa: E402
+
+
+@pytest.mark.fast
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(["#", "include", "# include", " ", "\t", "\n", "\x0c", "<", ">", '"', "a",
+                                 "x ", "<a>", '"b.h"']), max_size=16).map("".join))
+def test_includes_are_those_of_the_include_pattern(text):
+    assert xs._includes(text) == [m.groups() for m in xs._INCLUDE.finditer(text)]
+
+
+@pytest.mark.fast
+def test_source_files_lists_what_rglob_does(tmp_path):
+    top = tmp_path / "arch"
+    for rel in ("a/x.c", "a-b/y.c", "a.c", "b/.hidden.h", "b/..c", "b/c.", "b/d.S", "b/e.txt", "c/deep/f.h",
+                "a/sub.c/g.c"):
+        (top / rel).parent.mkdir(parents=True, exist_ok=True)
+        (top / rel).write_text("")
+    (top / "link.c").symlink_to(top / "a.c")               # a symlinked file: listed
+    (top / "broken.c").symlink_to(top / "missing.c")       # a broken link: not a file
+    (top / "dirlink").symlink_to(top / "c")                # a symlinked directory: not entered
+    (top / "dir.h").mkdir()                                # a directory with a source suffix
+    for suffixes in ((".c", ".h", ".S"), (".c",), (".S",)):
+        expected = sorted(p for p in top.rglob("*") if p.suffix in suffixes and p.is_file())
+        assert xs.source_files(top, suffixes) == expected
+        assert [str(p) for p in xs.source_files(top, suffixes)] == [str(p) for p in expected]
+    assert xs.source_files(tmp_path / "absent", (".c",)) == []
+
+
+def _grep_every_line(tree, pattern, suffixes):
+    """_grep as it was: the pattern run over every file and every line."""
+    out = []
+    for path in sorted(p for p in (tree / ex.ARCH).rglob("*") if p.suffix in suffixes and p.is_file()):
+        text = path.read_text(errors="replace")
+        if pattern.search(text):
+            out += [(path, n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    return out
+
+
+@pytest.mark.fast
+def test_grep_with_words_finds_what_the_pattern_alone_does(tmp_path):
+    """Each fact's words (as extract passes them) are in every match of its pattern."""
+    (tmp_path / ex.ARCH / "x").mkdir(parents=True)
+    lines = ["wrmsrl(MSR_IA32_SYSENTER_CS, __HYPERVISOR_CS);", "  wrmsr_ns(MSR_IA32_SYSENTER_CS ,0);",
+             "/* MSR_IA32_SYSENTER_CS */", "write_efer(read_efer() | EFER_SCE);", "wrmsrl(MSR_EFER, efer);",
+             "x\x0cwrite_efer (val);", "MSR_EFER write_efer", "trampoline_efer |= EFER_SCE;", "trampoline_efer",
+             "static bool check_descriptor(const struct domain *d, seg_desc_t *d)", "\x0cint check_descriptor (",
+             "  bool  check_descriptor(", 'boolean_param("fred", opt_fred);', 'boolean_param( "fred" , x )',
+             'boolean_param("pv", x); /* "fred" */', "static void pv_emulate_sw_interrupt(struct cpu_user_regs *regs)"]
+    for i in range(3):
+        (tmp_path / ex.ARCH / "x" / f"f{i}.c").write_text("\n".join(lines[i::3]) + "\n")
+        (tmp_path / ex.ARCH / f"g{i}.S").write_text("\n\n".join(lines[::-1][i::2]))
+    (tmp_path / ex.ARCH / "h.h").write_text("\r\n".join(lines))
+    for pattern, words, suffixes in [
+            (ex.SYSENTER_WRITE, ("MSR_IA32_SYSENTER_CS",), (".c",)),
+            (ex.EFER_WRITE, ("write_efer", "MSR_EFER"), (".c", ".h", ".S")),
+            (ex.EFER_TOUCH, ("trampoline_efer",), (".c", ".h", ".S")),
+            (ex.DESCRIPTOR_CHECK, ("check_descriptor",), (".c",)),
+            (ex.FRED_PARAM, ('"fred"',), (".c",))]:
+        expected = _grep_every_line(tmp_path, pattern, suffixes)
+        assert expected, pattern.pattern
+        assert ex._grep(tmp_path, pattern, words, suffixes) == expected

@@ -5,11 +5,9 @@ Pure functions from results to text or JSON-ready data; nothing here runs Z3.
 
 from __future__ import annotations
 
+import functools
 import os
-from functools import lru_cache
 from pathlib import Path
-
-from tabulate import tabulate
 
 from ..backends.concrete import Config, Evaluation
 from ..lang.spec import is_system
@@ -195,6 +193,7 @@ def counterexample_text(cex, verbose: bool = False) -> list[str]:
 # ---- prove -------------------------------------------------------------------------------
 
 def results_table(results) -> str:
+    from tabulate import tabulate   # imported when used: with importlib.metadata it costs ~50 ms at startup
     rows = []
     for r in results:
         summary = r.reason
@@ -292,11 +291,13 @@ def trace_json(ev: Evaluation) -> list[dict]:
 
 def shown_path(path) -> str:
     """A path relative to the working directory when it lies below it (stable across checkouts)."""
-    return _shown(str(path), os.getcwd())
+    return _shown_path(str(path), os.getcwd())
 
 
-@lru_cache(maxsize=1024)  # a report names the same few files thousands of times; resolve() reads the disk
-def _shown(path: str, cwd: str) -> str:
+@functools.lru_cache(maxsize=1024)
+def _shown_path(path: str, cwd: str) -> str:
+    """Remembered per path and working directory: a report shows the spec's path for every fact
+    of every check (thousands of times), and resolving it costs a system call per component."""
     p = Path(path)
     try:
         return str(p.resolve().relative_to(Path(cwd).resolve()))

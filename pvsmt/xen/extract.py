@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,19 +147,30 @@ def source_line(where: Location) -> str:
 # ---- preprocessing ---------------------------------------------------------------------------
 
 def preprocess(tree: Path, rel: Path, config: dict[str, bool]) -> list[tuple[Location, str]]:
-    """The file as the compiler sees it under `config`: (location in the original, text) per line."""
-    from pcpp import Preprocessor
+    """The file as the compiler sees it under `config`: (location in the original, text) per line.
+    Each version of a file is preprocessed once per configuration (traps.c is read for its gate
+    writes, the #GP handler and the guards of the MSR writes)."""
     path = tree / rel
-    source = "\n".join(_lines(path, f"the extractor reads {rel} in this layout")) + "\n"
+    _lines(path, f"the extractor reads {rel} in this layout")   # there and readable, else an InputError
+    stat = path.stat()
+    return list(_preprocessed(str(path), str(rel), tuple(config.items()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _preprocessed(path_text: str, rel: str, config: tuple[tuple[str, bool], ...], mtime: int,
+                  size: int) -> tuple[tuple[Location, str], ...]:
+    from pcpp import Preprocessor
+    path = Path(path_text)
+    source = "\n".join(_read(path_text, mtime, size)) + "\n"
     pp = Preprocessor()
     pp.line_directive = "#line"
-    for name, on in config.items():
+    for name, on in config:
         if on:
             pp.define(f"{name} 1")
     errors: list[str] = []
     pp.on_error = lambda file, line, msg: errors.append(f"{file}:{line}: {msg}")
     pp.on_include_not_found = _skip_include
-    pp.parse(source, str(rel))
+    pp.parse(source, rel)
     out = io.StringIO()
     try:
         pp.write(out)
@@ -166,7 +178,7 @@ def preprocess(tree: Path, rel: Path, config: dict[str, bool]) -> list[tuple[Loc
         raise InputError(str(path), f"the C preprocessor failed: {exc}") from None
     if errors:
         raise InputError(str(path), f"the C preprocessor failed: {errors[0]}")
-    return _with_lines(out.getvalue(), path)
+    return tuple(_with_lines(out.getvalue(), path))
 
 
 def _skip_include(*_args):
@@ -360,11 +372,17 @@ def entry_of(gate: Gate) -> str:
 
 def in_tree(ex: Extraction, where: Location) -> str:
     """`xen/arch/x86/...:LINE`: a citation relative to the tree, as a patch names it."""
+    return f"{_in_tree(where.path, str(ex.tree), os.getcwd())}:{where.line}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_tree(path: str, tree: str, _cwd: str) -> str:
+    """Remembered per file, tree and working directory (relative paths resolve from it): the
+    report cites each of the 256 gates, and resolving a path costs a system call per component."""
     try:
-        rel = Path(where.path).resolve().relative_to(ex.tree.resolve())
+        return str(Path(path).resolve().relative_to(Path(tree).resolve()))
     except ValueError:
-        rel = Path(where.path)
-    return f"{rel}:{where.line}"
+        return str(Path(path))
 
 
 # ---- the fast-system-call MSRs (reference 2.4) ----------------------------------------------------------
@@ -404,18 +422,24 @@ DESCRIPTOR_TABLES_C = Path("xen/arch/x86/pv/descriptor-tables.c")
 
 def _arch_files(tree: Path, suffixes=(".c", ".h", ".S")) -> list[Path]:
     """Every source file under xen/arch/x86, in a stable order."""
-    return sorted(p for p in (tree / ARCH).rglob("*") if p.suffix in suffixes and p.is_file())
+    return xs.source_files(tree / ARCH, suffixes)
 
 
-def _grep(tree: Path, pattern: re.Pattern, suffixes=(".c", ".h", ".S")) -> list[tuple[Path, int, str]]:
+def _grep(tree: Path, pattern: re.Pattern, words: tuple[str, ...],
+          suffixes=(".c", ".h", ".S")) -> list[tuple[Path, int, str]]:
+    """(file, line number, stripped line) of every line under xen/arch/x86 `pattern` matches, in
+    files it matches.  Every match of `pattern` holds one of `words` (literal text without a line
+    break): a file or line holding none of them is passed over without running the pattern."""
     out = []
     for path in _arch_files(tree, suffixes):
         text = xs._text(path)
-        if not pattern.search(text):
+        if not any(w in text for w in words):
             continue
-        for n, line in enumerate(text.splitlines(), 1):
-            if pattern.search(line):
-                out.append((path, n, line.strip()))
+        lines = text.splitlines()
+        near = sorted({n for w in words for n, line in enumerate(lines) if w in line})
+        hits = [(path, n + 1, lines[n].strip()) for n in near if pattern.search(lines[n])]
+        if hits and pattern.search(text):
+            out += hits
     return out
 
 
@@ -467,7 +491,7 @@ def sysenter_cs(tree: Path, ex: Extraction) -> None:
     """MSR_SYSENTER_CS: every wrmsr of it under xen/arch/x86 (one expected), its value
     (__HYPERVISOR_CS: non-null; 0: null) and the guard it runs under, per vendor
     (cpu_has_sep is false on AMD parts whose cpu/amd.c clears X86_FEATURE_SEP)."""
-    sites = _grep(tree, SYSENTER_WRITE, (".c",))
+    sites = _grep(tree, SYSENTER_WRITE, ("MSR_IA32_SYSENTER_CS",), (".c",))
     if not sites:
         raise InputError(str(tree / ARCH), "no wrmsr(MSR_IA32_SYSENTER_CS, ...) under xen/arch/x86: cannot tell "
                                            "what SYSENTER_CS holds")
@@ -510,7 +534,7 @@ EFER_TOUCH = re.compile(r"\btrampoline_efer\b")
 def efer_later_writes(tree: Path, ex: Extraction) -> None:
     """Every other write of EFER under xen/arch/x86 and every change of trampoline_efer: each must
     be understood as leaving SCE alone, or one that sets or clears it is read (unguarded)."""
-    for path, line, text in _grep(tree, EFER_WRITE):
+    for path, line, text in _grep(tree, EFER_WRITE, ("write_efer", "MSR_EFER")):
         where = Location(str(path), line)
         if re.match(r"(/\*|\*|//)", text):
             continue              # a comment
@@ -540,7 +564,7 @@ def efer_later_writes(tree: Path, ex: Extraction) -> None:
             continue          # efer |= trampoline_efer; wrmsrl(MSR_EFER, efer): the boot mask again
         raise InputError(where, f"not understood: EFER written with `{arg}`: pvsmt reads read_efer() | FLAGS, "
                                 f"read_efer() & ~FLAGS, or a value ORed with trampoline_efer")
-    for path, line, text in _grep(tree, EFER_TOUCH):
+    for path, line, text in _grep(tree, EFER_TOUCH, ("trampoline_efer",)):
         where = Location(str(path), line)
         if re.match(r"(/\*|\*|//|#\s*(define|include|if|endif|else))", text):
             continue              # a comment or a directive
@@ -571,7 +595,7 @@ def gate_audit(tree: Path, ex: Extraction) -> None:
     if not ex.config["CONFIG_PV"]:  # no PV guests: no guest descriptor tables, nothing is audited
         ex.gate_audit = (False, None, "CONFIG_PV=n: no PV guest, no guest descriptor table to audit")
         return
-    sites = _grep(tree, DESCRIPTOR_CHECK, (".c",))
+    sites = _grep(tree, DESCRIPTOR_CHECK, ("check_descriptor",), (".c",))
     if len(sites) != 1:
         raise InputError(str(tree / DESCRIPTOR_TABLES_C) if not sites else Location(str(sites[1][0]), sites[1][1]),
                          f"{'no' if not sites else 'more than one'} check_descriptor() definition under "
@@ -598,7 +622,7 @@ def fred_support(tree: Path) -> FredSupport | None:
     """FRED is possible when a `fred` command-line option sets a variable that, when true, sets
     X86_FEATURE_XEN_FRED; its default is the variable's initialiser, or, for -1, what
     `if ( VAR == -1 ) VAR = EXPR;` makes of it per vendor (not a PV shim)."""
-    params = _grep(tree, FRED_PARAM, (".c",))
+    params = _grep(tree, FRED_PARAM, ('"fred"',), (".c",))
     if not params:
         return None
     path, line, text = params[0]
@@ -674,7 +698,8 @@ def swint_emul(tree: Path, ex: Extraction) -> None:
         return
     for call in re.finditer(r"\b(\w+)\s*\(\s*regs\s*\)\s*;", block):
         name = call.group(1)
-        for path, line, text in _grep(tree, re.compile(rf"^\s*(?:static\s+)?void\s+{name}\s*\(", re.M), (".c",)):
+        for path, line, text in _grep(tree, re.compile(rf"^\s*(?:static\s+)?void\s+{name}\s*\(", re.M), (name,),
+                                      (".c",)):
             body = "\n".join((read_lines(path) or [])[line - 1:line + 60])
             if re.search(r"\bx86_insn_length\s*\(", body) and re.search(r"regs->rip\s*\+=\s*len\b", body):
                 where = src.where(brace + call.start())
@@ -686,6 +711,11 @@ def swint_emul(tree: Path, ex: Extraction) -> None:
 
 def extract(tree: Path, config: dict[str, bool], config_source: str, with_fred: bool = False) -> Extraction:
     """The IDT (and, where found, the MSR setup) of the tree under one configuration."""
+    with xs.one_listing():   # the facts searched for everywhere under xen/arch/x86 share one listing
+        return _extract(tree, config, config_source, with_fred)
+
+
+def _extract(tree: Path, config: dict[str, bool], config_source: str, with_fred: bool) -> Extraction:
     if not (tree / "xen").is_dir():
         raise InputError(str(tree), "not a Xen source tree: no xen/ directory")
     if (tree / GEN_IDT).exists():

@@ -19,10 +19,12 @@ verdicts (no guest-layer name) rest on none.  Sound and simple; coarser than it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from . import source as xs
 
@@ -151,13 +153,22 @@ class Found:
 _C_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 
 
+@functools.lru_cache(maxsize=64)
 def _blank_comments(text: str, asm: bool) -> str:
-    """Comments replaced by spaces (newlines kept, so offsets keep their line)."""
-    text = _C_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    """Comments replaced by spaces (newlines kept, so offsets keep their line).  Cached: a file
+    holding several of the functions is blanked once."""
+    text = _C_COMMENT.sub(_blank, text)
     if asm:   # gas '#' comments: a '#' starting a line that is not a preprocessor directive
-        text = re.sub(r"(?m)^([ \t]*)#(?![ \t]*(?:if|ifdef|ifndef|else|elif|endif|define|undef|include)\b)[^\n]*",
-                      lambda m: " " * len(m.group(0)), text)
+        text = _ASM_COMMENT.sub(lambda m: " " * len(m.group(0)), text)
     return text
+
+
+_ASM_COMMENT = re.compile(r"(?m)^([ \t]*)#(?![ \t]*(?:if|ifdef|ifndef|else|elif|endif|define|undef|include)\b)[^\n]*")
+
+
+def _blank(m: re.Match) -> str:
+    """Every character of the match but its newlines as a space."""
+    return "\n".join(" " * len(part) for part in m.group(0).split("\n"))
 
 
 def normalise(text: str) -> str:
@@ -175,6 +186,9 @@ def fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+_OPEN_BRACE = re.compile(r"\s*\{")
+
+
 def _c_definition(text: str, name: str) -> tuple[int, int] | None:
     """(start, end) of `name(...) { ... }` or `#define name(...) ...` in comment-free text."""
     for m in re.finditer(rf"(?m)^[ \t]*#[ \t]*define[ \t]+{re.escape(name)}\b", text):
@@ -190,11 +204,11 @@ def _c_definition(text: str, name: str) -> tuple[int, int] | None:
         close = xs.match_paren(text, m.end() - 1)
         if close is None:
             continue
-        after = re.match(r"\s*\{", text[close + 1:])
+        after = _OPEN_BRACE.match(text, close + 1)
         line_start = text.rfind("\n", 0, m.start()) + 1
         if after is None or re.search(r"[=;,(]|\breturn\b", text[line_start:m.start()]):
             continue
-        brace = close + after.end()
+        brace = after.end() - 1
         end = xs.match_brace(text, brace)
         if end is not None:
             return line_start, end + 1
@@ -217,23 +231,35 @@ def _asm_definition(text: str, name: str) -> tuple[int, int] | None:
     return m.start(), nxt.start() if nxt else len(text)
 
 
-def _candidates(tree: Path, enc: Encoded) -> list[Path]:
+def _candidates(tree: Path, enc: Encoded) -> Iterator[Path]:
+    """The master file(s), then every file of the kind under SEARCHED, each once; the directories
+    are listed only if the search gets that far."""
     first = [tree / ARCH / enc.file]
     if enc.file.startswith("include/asm/"):   # 4.14-4.16: xen/include/asm-x86/...
         first.append(tree / "xen/include/asm-x86" / enc.file[len("include/asm/"):])
-    rest = []
+    seen = set()
+    for p in first:
+        if p.is_file() and p not in seen:
+            seen.add(p)
+            yield p
     suffixes = (".S",) if enc.kind == "asm" else (".c", ".h")
     for top in SEARCHED:
         if (tree / top).is_dir():
-            rest += sorted(p for p in (tree / top).rglob("*") if p.suffix in suffixes and p.is_file())
-    return list(dict.fromkeys([p for p in first if p.is_file()] + rest))
+            for p in xs.source_files(tree / top, suffixes):
+                if p not in seen:
+                    seen.add(p)
+                    yield p
 
 
 def find(tree: Path, enc: Encoded) -> Found | None:
     """The function's definition (its first name found, the master file first), or None."""
-    files = _candidates(tree, enc)
+    with xs.one_listing():
+        return _find(tree, enc)
+
+
+def _find(tree: Path, enc: Encoded) -> Found | None:
     for name in enc.names:
-        for path in files:
+        for path in _candidates(tree, enc):
             raw = xs._text(path)
             if name not in raw:
                 continue
@@ -248,7 +274,8 @@ def find(tree: Path, enc: Encoded) -> Found | None:
 
 
 def read_all(tree: Path, delivery: str) -> dict[str, Found | None]:
-    return {f.name: find(tree, f) for f in functions_for(delivery)}
+    with xs.one_listing():
+        return {f.name: find(tree, f) for f in functions_for(delivery)}
 
 
 # ---- against the release the model describes ----------------------------------------------------
@@ -313,8 +340,9 @@ def compare(tree: Path, model: str | None, delivery: str) -> Comparison:
 def compare_trees(new: Path, base: Path, delivery: str) -> list[Changed]:
     """The functions the model encodes whose text differs between two trees (a patch's)."""
     out = []
-    for enc in functions_for(delivery):
-        a, b = find(base, enc), find(new, enc)
+    with xs.one_listing():
+        found = [(enc, find(base, enc), find(new, enc)) for enc in functions_for(delivery)]
+    for enc, a, b in found:
         if (a.fingerprint if a else None) != (b.fingerprint if b else None):
             out.append(Changed(enc.name, b.where if b else None, "changed" if b else "absent"))
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import contextlib
 import functools
 import os
 import io
@@ -62,6 +63,26 @@ def release_text(release: tuple[int, int, str]) -> str:
 _DASH_I = re.compile(r"(?<![,\w])-I\s*\$\((BASEDIR|srctree|abs_srctree)\)/?(\S*)")
 _ASM_LINK = re.compile(r"ln\s+-sf?\s+asm-\$\((?:TARGET_ARCH|SRCARCH)\)\s+include/asm\b")
 _INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
+_INCLUDE_AT = re.compile(r'#\s*include\s*([<"])([^>"]+)[>"]')   # _INCLUDE from its '#': a literal to scan for
+
+
+def _includes(text: str) -> list[tuple[str, str]]:
+    """(`<` or `"`, name) of each match of _INCLUDE.finditer(text), found from the '#' (re scans for a
+    literal far faster than for the start of a line): a '#' counts when whitespace alone separates it from the start
+    of its line, and that line starts after the previous match (whitespace back to any line start
+    means back to its own line's start)."""
+    out, pos, done = [], 0, 0
+    while True:
+        m = _INCLUDE_AT.search(text, pos)
+        if m is None:
+            return out
+        at = m.start()
+        line = text.rfind("\n", 0, at) + 1
+        if line >= done and (line == at or text[line:at].isspace()):
+            out.append((m.group(1), m.group(2)))
+            pos = done = m.end()
+        else:
+            pos = at + 1      # a later '#' inside this candidate may still start a match
 
 
 @dataclass(frozen=True)
@@ -118,11 +139,15 @@ def include_closure(tree: Path, file: Path, inc: IncludePaths) -> list[Path]:
     """Every header the compiler may read for `file`, in first-inclusion order (every #include
     line is followed, whatever #if it sits under: a superset, narrowed by the preprocessor)."""
     seen: dict[Path, None] = {}
+    resolved: dict[tuple[str, Path | None], Path | None] = {}   # most headers include <xen/types.h>, ...
 
     def visit(path: Path) -> None:
         text = _text(path)
-        for m in _INCLUDE.finditer(text):
-            found = _resolve_include(inc, m.group(2), path.parent if m.group(1) == '"' else None)
+        for quote, name in _includes(text):
+            key = (name, path.parent if quote == '"' else None)
+            if key not in resolved:
+                resolved[key] = _resolve_include(inc, *key)
+            found = resolved[key]
             if found is not None and found not in seen:
                 seen[found] = None
                 visit(found)
@@ -144,6 +169,47 @@ def _text(path: Path) -> str:
         except OSError:
             _TEXT[path] = ""
     return _TEXT[path]
+
+
+# ---- the source files under a directory -------------------------------------------------------
+
+_LISTINGS: dict[tuple[Path, tuple[str, ...]], list[Path]] | None = None
+
+
+@contextlib.contextmanager
+def one_listing():
+    """Within it, each directory is listed once: an extraction searches xen/arch/x86 for several
+    facts, and the function comparison looks through it for every function it encodes."""
+    global _LISTINGS
+    outer = _LISTINGS
+    if outer is None:
+        _LISTINGS = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _LISTINGS = None
+
+
+def source_files(top: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Every file under `top` whose suffix is one of `suffixes`, in path order: what
+    sorted(p for p in top.rglob("*") if p.suffix in suffixes and p.is_file()) gives (symlinked
+    directories are not entered, symlinked files are listed), from one os.walk."""
+    key = (top, suffixes)
+    if _LISTINGS is not None and key in _LISTINGS:
+        return _LISTINGS[key]
+    found = []
+    for parent, _dirs, names in os.walk(top):
+        for name in names:
+            dot = name.rfind(".")
+            if 0 < dot < len(name) - 1 and name[dot:] in suffixes:   # PurePath.suffix
+                path = os.path.join(parent, name)
+                if os.path.isfile(path):
+                    found.append(Path(path))
+    found.sort(key=lambda p: p.parts)
+    if _LISTINGS is not None:
+        _LISTINGS[key] = found
+    return found
 
 
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)(\([^)]*\))?[ \t]*(.*)$", re.M)
@@ -275,6 +341,7 @@ class Function:
 
 _KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof", "do", "else", "case"}
 _DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_OPEN_BRACE = re.compile(r"\s*\{")
 
 
 def functions(src: Source) -> list[Function]:
@@ -287,11 +354,11 @@ def functions(src: Source) -> list[Function]:
         close = match_paren(text, m.end() - 1)
         if close is None:
             return out
-        after = re.match(r"\s*\{", text[close + 1:])
+        after = _OPEN_BRACE.match(text, close + 1)
         if m.group(1) in _KEYWORDS or after is None:
             pos = m.end()
             continue
-        brace = close + 1 + after.end() - 1
+        brace = after.end() - 1
         end = match_brace(text, brace)
         if end is None:
             return out
