@@ -20,6 +20,8 @@ from pvsmt.cli.main import main
 from pvsmt.backends.concrete import ConcreteOps, evaluate
 from pvsmt.backends.configure import resolve
 from pvsmt.analysis.diff import Differ
+from pvsmt.backends import smt
+from pvsmt.backends.smt import Unknown
 from pvsmt.errors import InputError
 from pvsmt.lang.parse import SpecLoader, load_expected
 from pvsmt.model.outcome import differs
@@ -202,6 +204,52 @@ def test_unexpected_differences_exit_1_and_print_pasteable_blocks(proposal, caps
     assert len(load_expected(pasted)) >= 1
     code, out, _ = run(capsys, "diff", "--expect", pasted, proposal / "xen.spec", proposal / "xen-int21.spec")
     assert code == 0, out
+
+
+@pytest.mark.parametrize("expect", [
+    'difference int21 {\n  when insn == int_n and vector == 0x21\n}\n',                 # clean
+    'difference int21 {\n  when insn == int_n and vector == 0x21\n}\n'
+    'difference int22 {\n  when insn == int_n and vector == 0x22\n}\n',                 # clean, one missing
+    'difference int22 {\n  when insn == int_n and vector == 0x22\n}\n',                 # all unexpected
+])
+def test_an_expect_run_answers_as_the_enumeration_does(proposal, tmp_path, monkeypatch, expect):
+    """diff --expect first asks, in a context of its own, whether anything unexpected differs; its
+    answers are the enumeration's, and when it gives up the enumeration answers."""
+    import pvsmt.analysis.diff as d
+    f = tmp_path / "e.expect"
+    f.write_text(expect)
+    def summary(result):
+        return ([(s.expected.name, s.present) for s in result.expected], result.complete,
+                [c.literals for c in result.differences])
+    def run_():
+        return summary(Differ(spec("xen", proposal), spec("xen-int21", proposal)).run(load_expected(f)))
+    fast = run_()
+    with monkeypatch.context() as m:
+        m.setattr(Differ, "_clean", lambda self, named, unexpected: None)
+        enumerated = run_()
+    asked = []
+    def first_gives_up(solver, *assumptions):  # the first question, in the context of its own
+        asked.append(solver)
+        return Unknown("a test") if len(asked) == 1 else smt.check(solver, *assumptions)
+    with monkeypatch.context() as m:
+        m.setattr(d, "check", first_gives_up)
+        after_unknown = run_()
+    assert fast == enumerated == after_unknown
+    assert fast[1] and (fast[2] == []) == ("int21" in expect)
+
+
+def test_a_literal_condition_is_the_term_the_python_api_builds():
+    """Joint.condition builds through Z3's C API the very term z3.Or(*[t == v ...]) builds (an Int
+    equality as (= v t), as the Python API orients it), so the queries Z3 answers do not change."""
+    import z3
+    from pvsmt.backends.encode import _z3, disjunction
+    ctx = z3.Context()
+    x, b = z3.Int("x", ctx), z3.Bool("b", ctx)
+    f = z3.Function("f", z3.IntSort(ctx), z3.BoolSort(ctx))
+    for term, values in ((x, (3,)), (x, (0, 1, 255)), (x, (Insn.INT_N, Insn.INT3)), (b, (True,)), (b, (False, True)),
+                         (f(x), (True,)), (x + 1, (2, 4)), (z3.IntVal(3, ctx), (3,))):
+        built = disjunction(term, values, ctx)
+        assert built.eq(z3.Or(*[term == _z3(v, ctx) for v in values])), (term, values)
 
 
 def test_jans_proposal_changes_only_int3_into_and_int_3_4_from_cpl_above_0(capsys):

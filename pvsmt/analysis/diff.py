@@ -23,7 +23,7 @@ import z3
 
 from ..backends.concrete import ConcreteOps, Evaluation, evaluate
 from .counterexample import largest
-from ..backends.encode import Encoding, _is_py, _z3, knob_var, value_of
+from ..backends.encode import Encoding, _is_py, _z3, disjunction, knob_var, value_of
 from ..errors import InputError, ModelDisagreement
 from ..model import Rule
 from ..model.outcome import differs, leaves_open
@@ -188,8 +188,10 @@ class Joint:
         return knob_var(key, self.ctx)
 
     def condition(self, lit: Literal):
-        term = self.term(lit.key)
-        return z3.Or(*[term == _z3(v, self.ctx) for v in lit.values])
+        """`term == v1 or term == v2 ...`: the term z3.Or(*[term == _z3(v) for v in values]) builds, by the
+        same Z3 calls in the same order (so every new node gets the id it got there), without the Python
+        API's coercions."""
+        return disjunction(self.term(lit.key), lit.values, self.ctx)
 
     def witness(self, model: z3.ModelRef) -> tuple[Witness, Witness]:
         out = []
@@ -219,14 +221,29 @@ class Probe:
         self.joint = joint
         self.solver = joint.solver(z3.Not(target))
         self._indicators: dict[int, z3.BoolRef] = {}
+        #: Within a scope, each literal's condition, built once: every one is asserted under its
+        #: indicator, so the solver holds it until the pop, and building it again would only find
+        #: the same nodes (None outside a scope: nothing is kept).
+        self._conditions: dict[tuple, z3.BoolRef] | None = None
 
     def __enter__(self):
         self.solver.push()
+        self._conditions = {}
         return self
 
     def __exit__(self, *exc):
+        self._conditions = None  # before the pop, which then frees the nodes as it did without the cache
         self.solver.pop()
         self._indicators.clear()
+
+    def condition(self, lit: Literal):
+        if self._conditions is None:
+            return self.joint.condition(lit)
+        key = (lit.key, lit.values)
+        cond = self._conditions.get(key)
+        if cond is None:
+            cond = self._conditions[key] = self.joint.condition(lit)
+        return cond
 
     def _indicator(self, cond) -> z3.BoolRef:
         key = cond.get_id()
@@ -249,10 +266,10 @@ class Probe:
         return self.counterexample(lits)
 
     def implies(self, lits) -> bool:
-        return isinstance(self.check([self.joint.condition(l) for l in lits]), Unsat)
+        return isinstance(self.check([self.condition(l) for l in lits]), Unsat)
 
     def core(self, lits) -> list[Literal] | None:
-        conds = [self.joint.condition(l) for l in lits]
+        conds = [self.condition(l) for l in lits]
         answer = self.check(conds)
         if not isinstance(answer, Unsat):
             return None
@@ -261,7 +278,7 @@ class Probe:
 
     def counterexample(self, lits, *extra):
         """A model of the cube where the target fails, or None."""
-        answer = self.check([self.joint.condition(l) for l in lits] + list(extra))
+        answer = self.check([self.condition(l) for l in lits] + list(extra))
         return answer.model if isinstance(answer, Sat) else None
 
 
@@ -367,8 +384,11 @@ class Generalizer:
         lit, rest = lits[i], lits[:i] + lits[i + 1:]
         var = self.joint.term(lit.key)
         holes: list[int] = []
+        excluded = []  # var != h for each hole h, each built once (the probe's solver holds them)
         while len(holes) <= MAX_HOLES:
-            model = self.probe.counterexample(rest, *[var != h for h in holes])
+            if holes:
+                excluded.append(var != holes[-1])
+            model = self.probe.counterexample(rest, *excluded)
             if model is None:
                 return Literal(lit.key, tuple(v for v in lit.domain.values() if v not in holes), lit.domain)
             holes.append(model.eval(var, model_completion=True).as_long())
@@ -458,6 +478,10 @@ class Differ:
         env = DiffEnv(j)
         named = [_z3(e.when.eval(env), j.ctx) for e in expected]
         unexpected = z3.And(j.differ, z3.Not(z3.Or(*named))) if named else j.differ
+        present = self._clean(named, unexpected) if named and not any(self._has_open(s) for s in SIDES) else None
+        if present is not None:  # no class, nothing left open: what the enumeration would find, proved
+            result.expected = [ExpectedStatus(e, p) for e, p in zip(expected, present)]
+            return result
         try:
             result.expected = [self._status(e, c) for e, c in zip(expected, named)]
             self.classes(unexpected, self._differs, into=result.differences)
@@ -470,6 +494,32 @@ class Differ:
             except Incomplete as exc:  # the differences stand; only the list of silences is partial
                 result.unspecified_reason = str(exc)
         return result
+
+    def _clean(self, named: list, unexpected) -> list[bool] | None:
+        """Whether each expected difference appears, when Z3 proves that no other configuration differs
+        (else None).  The usual case of an --expect file, asked first in a context of its own, as
+        incremental questions to one solver: `_status` and `classes` each start a solver that
+        preprocesses both encodings again, most of such a run.  The joint context is only read (its
+        terms translated), so when something unexpected differs, or the solver gives up here, the
+        classes are found exactly as they would be without this (Z3's answers there depend on the
+        terms made in that context before)."""
+        j = self.joint
+        terms = z3.AstVector(ctx=j.ctx)
+        for t in (*j.base, j.differ, unexpected, *named):
+            terms.push(t)
+        ctx = z3.Context()
+        base, (differ, unexpected, *named) = _split(terms.translate(ctx), len(j.base))
+        solver = new_solver(j.limits, ctx)
+        solver.add(*base)
+        if not isinstance(check(solver, unexpected), Unsat):
+            return None
+        present = []
+        for cond in named:
+            answer = check(solver, cond, differ)
+            if isinstance(answer, Unknown):
+                return None
+            present.append(isinstance(answer, Sat))
+        return present
 
     def _has_open(self, side: str) -> bool:
         record = self.joint.record(side)
@@ -508,6 +558,11 @@ class Differ:
         found.append(cls)
         solver.add(z3.Not(z3.And(*[self.joint.condition(l) for l in cls.literals])))
         return False
+
+
+def _split(terms: z3.AstVector, n: int) -> tuple[list, list]:
+    items = [terms[i] for i in range(len(terms))]
+    return items[:n], items[n:]
 
 
 def _decide(solver: z3.Solver) -> bool | None:

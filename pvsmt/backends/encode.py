@@ -12,7 +12,9 @@ import functools
 from dataclasses import dataclass, fields, replace
 
 import z3
-from z3.z3core import Z3_mk_ite
+from z3.z3core import (Z3_dec_ref, Z3_inc_ref, Z3_mk_eq, Z3_mk_false, Z3_mk_int_sort, Z3_mk_ite, Z3_mk_numeral,
+                       Z3_mk_or, Z3_mk_true)
+from z3.z3types import Ast
 
 from ..model import AXIOMS, GUEST_AXIOMS, HwOutcome, cpu_event, xen_event
 from ..model.rules import Case
@@ -51,6 +53,31 @@ def _ite(c, a, b, ctx: z3.Context):
         if isinstance(a, z3.ArithRef) and isinstance(b, z3.ArithRef):
             return z3.ArithRef(Z3_mk_ite(ctx.ref(), c.as_ast(), a.as_ast(), b.as_ast()), ctx)
     return z3.If(c, a, b)
+
+
+def disjunction(term, values, ctx: z3.Context) -> z3.BoolRef:
+    """z3.Or(*[term == _z3(v, ctx) for v in values]) for an Int or Bool term: the same term, made by
+    the same Z3 calls in the same order (so a node it creates gets the id it would get there, and what
+    Z3 answers later is unchanged), without the Python API's coercions (most of its cost).  Note the
+    order of an Int equality's sides: `term == IntVal(v)` is `(= v term)`, as Python asks the right
+    operand first when its class (IntNumRef) derives from the left one's (ArithRef)."""
+    boolean = type(term) is z3.BoolRef
+    if not (boolean or type(term) is z3.ArithRef) \
+            or not all(isinstance(v, bool) == boolean and isinstance(v, int) for v in values):
+        return z3.Or(*[term == _z3(v, ctx) for v in values])
+    ref, t, n = ctx.ref(), term.as_ast(), len(values)
+    eqs = (Ast * n)()
+    for i, v in enumerate(values):
+        if boolean:
+            eqs[i] = Z3_mk_eq(ref, t, Z3_mk_true(ref) if v else Z3_mk_false(ref))
+        else:
+            eqs[i] = Z3_mk_eq(ref, Z3_mk_numeral(ref, str(int(v)), Z3_mk_int_sort(ref)), t)
+        Z3_inc_ref(ref, eqs[i])
+    try:
+        return z3.BoolRef(Z3_mk_or(ref, n, eqs), ctx)
+    finally:
+        for eq in eqs:
+            Z3_dec_ref(ref, eq)
 
 
 def in_domain(term, domain: Domain):
