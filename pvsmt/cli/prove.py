@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 import time
@@ -193,6 +194,7 @@ def _run_bucket(items, owned, limits, overrides: dict, channel) -> list:
     order); the results come back without their invariant and spec (the caller has them), their
     counterexamples' configurations read in full (cli.prove.portable)."""
     from ..analysis.prove import Prover
+    gc.set_threshold(100_000, 50, 100)  # encodings make millions of small objects, few cycles: scan less often
     prover = Prover(limits, overrides)
     failed = False
     for path, spec in owned:
