@@ -98,3 +98,16 @@ def test_a_handler_that_raises_stops_the_run_and_kills_the_workers():
     for pid in pids:  # killed and reaped: no such process any more
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_prove_job_run_here_leaves_the_garbage_collector_as_it_was(monkeypatch):
+    """cli.prove's job collects garbage less often while it works; run in the command's own
+    process (no fork, one run) it must not leave that setting behind."""
+    import gc
+    from pvsmt.cli import prove
+    during = []
+    monkeypatch.setattr(prove, "_work", lambda *args: during.append(gc.get_threshold()) or [])
+    before = gc.get_threshold()
+    assert before[0] != 100_000
+    assert prove._run_bucket([], [], None, {}, None) == []
+    assert during[0][0] == 100_000 and gc.get_threshold() == before

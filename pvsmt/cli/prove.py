@@ -192,9 +192,19 @@ def plan(todo, workers: int):
 def _run_bucket(items, owned, limits, overrides: dict, channel) -> list:
     """One worker's job: check the specs it owns, then its pairs ((invariant, spec, index) in
     order); the results come back without their invariant and spec (the caller has them), their
-    counterexamples' configurations read in full (cli.prove.portable)."""
+    counterexamples' configurations read in full (cli.prove.portable).  Garbage is collected less
+    often meanwhile (encodings make millions of small objects, few cycles); the collector's
+    setting is restored after, for a job run in the command's own process."""
+    saved = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        return _work(items, owned, limits, overrides, channel)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def _work(items, owned, limits, overrides: dict, channel) -> list:
     from ..analysis.prove import Prover
-    gc.set_threshold(100_000, 50, 100)  # encodings make millions of small objects, few cycles: scan less often
     prover = Prover(limits, overrides)
     failed = False
     for path, spec in owned:
