@@ -111,7 +111,7 @@ def check(solver, *assumptions) -> Answer:
 
 def _check_boolean(solver, assumptions: tuple):
     """solver.check(*assumptions), without the Python API's conversion of every assumption (a
-    dozen calls into Z3 each, a fifth of a proof's time): pvsmt's assumptions are Boolean terms of
+    dozen calls into Z3 each: about a tenth of a query's time in a cold prove, profiled): pvsmt's assumptions are Boolean terms of
     the solver's own context already.  Anything else goes through the API as usual."""
     ctx = solver.ctx
     if not isinstance(solver, z3.Solver) or not all(type(a) is z3.BoolRef and a.ctx is ctx for a in assumptions):
